@@ -1,0 +1,848 @@
+/* coap_server.c -- the CoAP side of cmpgwd (RFC 9482 §2, RFC 7252, RFC 7959)
+ *
+ * libcoap runs in COAP_BLOCK_USE_LIBCOAP mode *without* SINGLE_BODY: the
+ * handler sees every Block1 block with its Size1, so the size limit holds
+ * before any memory is taken (PEERS.md: SINGLE_BODY allocates whatever Size1
+ * claims). Bodies are reassembled here, per (session, token). */
+#include "coap_server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <coap3/coap.h>
+
+#include "cmp_path.h"
+#include "coap_status.h"
+#include "log.h"
+#include "manager.h"
+#include "request.h"
+
+#define CT_PKIXCMP 259  /* RFC 9482 §5: application/pkixcmp */
+#define MAX_TRANSFERS 1024
+#define BLOCK_OVERHEAD 128      /* CoAP header, token and options around a block */
+
+struct transfer {
+        LIST_FIELDS(struct transfer, transfers);
+        coap_session_t *session;        /* compared, never dereferenced */
+        uint8_t token[8];
+        size_t token_len;
+        uint8_t *buf;
+        size_t len;
+        uint64_t last_usec;
+};
+
+struct coap_server {
+        Manager *manager;
+        coap_context_t *ctx;
+        sd_event_source *io, *timer, *defer, *gc;
+        LIST_HEAD(struct transfer, transfers);
+        unsigned n_transfers;
+        LIST_HEAD(struct kept_answer, kept);
+        unsigned n_kept;
+        size_t buffered;
+        coap_resource_t **label_resources;
+        size_t n_label_resources;
+};
+
+/* libcoap 4.3.1 has no application data on a context; cmpgwd runs one. */
+static struct coap_server *the_server;
+
+static struct coap_server *server_of(coap_session_t *session) {
+        return the_server;
+}
+
+static uint64_t now_usec(struct coap_server *s) {
+        uint64_t t;
+        sd_event_now(s->manager->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static void peer_name(coap_session_t *session, char *buf, size_t size) {
+        if (coap_print_addr(coap_session_get_addr_remote(session), (unsigned char *) buf, size) == 0)
+                snprintf(buf, size, "?");
+}
+
+/* ---- answering ------------------------------------------------------- */
+
+static void add_uint_option(coap_pdu_t *pdu, uint16_t opt, unsigned v) {
+        uint8_t buf[4];
+        coap_add_option(pdu, opt, coap_encode_var_safe(buf, sizeof buf, v), buf);
+}
+
+/* A short diagnostic payload (RFC 7252 §5.5.2) with the error code. */
+static void answer_diagnostic(coap_pdu_t *response, int code, int max_age,
+                              const uint8_t *diag, size_t len) {
+        coap_pdu_set_code(response, COAP_CODE(code));
+        if (max_age >= 0)
+                add_uint_option(response, COAP_OPTION_MAXAGE, (unsigned) max_age);
+        if (len > 0)
+                coap_add_data(response, len, diag);
+}
+
+static void answer_error(coap_pdu_t *response, int code, int max_age, const char *diag) {
+        answer_diagnostic(response, code, max_age, (const uint8_t *) diag, strlen(diag));
+}
+
+static void answer_too_large(struct coap_server *s, coap_pdu_t *response, size_t claimed) {
+        char diag[96];
+        size_t max = s->manager->config->max_message_size;
+
+        snprintf(diag, sizeof diag, "body of %zu bytes exceeds the limit of %zu bytes", claimed, max);
+        coap_pdu_set_code(response, COAP_CODE(413));
+        /* RFC 7959 §4: Size1 in a 4.13 tells the largest body the server takes */
+        add_uint_option(response, COAP_OPTION_SIZE1, (unsigned) max);
+        coap_add_data(response, strlen(diag), (const uint8_t *) diag);
+}
+
+static void release_answer(coap_session_t *session, void *app_ptr) {
+        free(app_ptr);
+}
+
+static void answer_request(coap_resource_t *resource, coap_session_t *session,
+                           const coap_pdu_t *request, coap_pdu_t *response, struct request *r) {
+        if (!r->answer_is_cmp)
+                return answer_diagnostic(response, r->code, r->max_age, r->answer, r->answer_len);
+        coap_pdu_set_code(response, COAP_CODE(r->code));
+        /* RFC 9482 §2.4: large answers go block-wise; libcoap owns the buffer now */
+        if (coap_add_data_large_response(resource, session, request, response, NULL,
+                                         CT_PKIXCMP, r->max_age, 0, r->answer_len, r->answer,
+                                         release_answer, r->answer))
+                r->answer = NULL;
+        else
+                answer_error(response, 500, -1, "cannot send the answer");
+}
+
+/* ---- Block1 reassembly ----------------------------------------------- */
+
+static struct transfer *transfer_find(struct coap_server *s, coap_session_t *session,
+                                      coap_bin_const_t token) {
+        struct transfer *t, *n;
+
+        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
+                if (t->session == session && t->token_len == token.length &&
+                    memcmp(t->token, token.s, token.length) == 0)
+                        return t;
+        return NULL;
+}
+
+static void transfer_free(struct coap_server *s, struct transfer *t) {
+        LIST_REMOVE(transfers, s->transfers, t);
+        s->n_transfers--;
+        s->buffered -= t->len;
+        free(t->buf);
+        free(t);
+}
+
+static struct transfer *transfer_new(struct coap_server *s, coap_session_t *session,
+                                     coap_bin_const_t token) {
+        struct transfer *t;
+
+        if (s->n_transfers >= MAX_TRANSFERS || token.length > sizeof t->token)
+                return NULL;
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return NULL;
+        t->session = session;
+        t->token_len = token.length;
+        memcpy(t->token, token.s, token.length);
+        LIST_PREPEND(transfers, s->transfers, t);
+        s->n_transfers++;
+        return t;
+}
+
+static int transfer_append(struct coap_server *s, struct transfer *t, const uint8_t *data, size_t len) {
+        uint8_t *b = realloc(t->buf, t->len + len);
+
+        if (!b && t->len + len > 0)
+                return -ENOMEM;
+        t->buf = b;
+        memcpy(t->buf + t->len, data, len);
+        t->len += len;
+        s->buffered += len;
+        t->last_usec = now_usec(s);
+        return 0;
+}
+
+/* ---- the CMP resources ----------------------------------------------- */
+
+static bool is_multicast(coap_session_t *session) {
+        return coap_is_mcast(coap_session_get_addr_local(session));
+}
+
+/* Say nothing at all: no ACK, no response. */
+static void drop(coap_pdu_t *response) {
+        coap_pdu_set_type(response, COAP_MESSAGE_NON);
+        coap_pdu_set_code(response, 0);
+}
+
+static int content_format(const coap_pdu_t *pdu) {
+        coap_opt_iterator_t it;
+        coap_opt_t *o = coap_check_option(pdu, COAP_OPTION_CONTENT_FORMAT, &it);
+
+        if (!o)
+                return -1;
+        return (int) coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
+}
+
+static bool has_option(const coap_pdu_t *pdu, uint16_t opt) {
+        coap_opt_iterator_t it;
+        return coap_check_option(pdu, opt, &it) != NULL;
+}
+
+static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) {
+        coap_string_t *p = coap_get_uri_path(request);
+        char buf[512];
+        int r;
+
+        if (!p || p->length >= sizeof buf) {
+                coap_delete_string(p);
+                return CMP_PATH_NOT_CMP;
+        }
+        memcpy(buf, p->s, p->length);
+        buf[p->length] = '\0';
+        coap_delete_string(p);
+        /* libcoap joins the Uri-Path options with '/'; a segment that held a
+         * '/' itself comes percent-encoded and fails the label check */
+        r = cmp_path_parse(buf, path);
+        return r;
+}
+
+/* ---- answers kept for retransmissions -------------------------------
+ *
+ * The answer to a single-PDU Confirmable request is best piggybacked: the
+ * libcoap 4.3.1 client hangs on a separate response that needs Block2
+ * (PEERS.md), and libcoap's async machinery ACKs retransmissions itself.
+ * So such a request is not acknowledged at once (no async): when its
+ * answer fits one PDU it goes out at once as a separate Confirmable
+ * response (RFC 7252 §5.2.2), else it is piggybacked on the client's
+ * retransmission of the request (RFC 7252 §4.2). Answers are kept for
+ * EXCHANGE_LIFETIME so that a retransmitted request is answered again and
+ * never sent upstream twice. */
+
+#define EXCHANGE_LIFETIME_USEC (247 * 1000000ULL)      /* RFC 7252 §4.8.2 */
+#define MAX_KEPT_ANSWERS 4096
+
+struct kept_answer {
+        LIST_FIELDS(struct kept_answer, kept);
+        coap_session_t *session;        /* referenced */
+        uint8_t token[8];
+        size_t token_len;
+        coap_mid_t mid;
+        int code;
+        bool is_cmp;
+        int max_age;
+        uint8_t *body;
+        size_t len;
+        uint64_t expires_usec;
+};
+
+static void kept_free(struct coap_server *s, struct kept_answer *k) {
+        LIST_REMOVE(kept, s->kept, k);
+        s->n_kept--;
+        coap_session_release(k->session);
+        free(k->body);
+        free(k);
+}
+
+static struct kept_answer *kept_find(struct coap_server *s, coap_session_t *session,
+                                     const coap_pdu_t *request) {
+        coap_bin_const_t token = coap_pdu_get_token(request);
+        coap_mid_t mid = coap_pdu_get_mid(request);
+        struct kept_answer *k, *n;
+
+        LIST_FOREACH_SAFE(kept, k, n, s->kept)
+                if (k->session == session && k->mid == mid && k->token_len == token.length &&
+                    memcmp(k->token, token.s, token.length) == 0)
+                        return k;
+        return NULL;
+}
+
+static struct request *deferred_find(struct coap_server *s, coap_session_t *session,
+                                     const coap_pdu_t *request) {
+        coap_bin_const_t token = coap_pdu_get_token(request);
+        coap_mid_t mid = coap_pdu_get_mid(request);
+        struct request *r, *n;
+
+        LIST_FOREACH_SAFE(requests, r, n, s->manager->requests)
+                if (r->defer_ack && r->session == session && r->mid == mid &&
+                    r->token_len == token.length && memcmp(r->token, token.s, token.length) == 0)
+                        return r;
+        return NULL;
+}
+
+static struct kept_answer *kept_new(struct coap_server *s, struct request *r) {
+        struct kept_answer *k;
+
+        if (s->n_kept >= MAX_KEPT_ANSWERS) {     /* the oldest goes */
+                struct kept_answer *last = s->kept;
+                while (last && last->kept_next)
+                        last = last->kept_next;
+                if (last)
+                        kept_free(s, last);
+        }
+        k = calloc(1, sizeof *k);
+        if (!k)
+                return NULL;
+        k->session = coap_session_reference(r->session);
+        memcpy(k->token, r->token, r->token_len);
+        k->token_len = r->token_len;
+        k->mid = r->mid;
+        k->code = r->code;
+        k->is_cmp = r->answer_is_cmp;
+        k->max_age = r->max_age;
+        k->body = r->answer;            /* moves */
+        k->len = r->answer_len;
+        r->answer = NULL;
+        r->answer_len = 0;
+        k->expires_usec = now_usec(s) + EXCHANGE_LIFETIME_USEC;
+        LIST_PREPEND(kept, s->kept, k);
+        s->n_kept++;
+        return k;
+}
+
+static void answer_from_kept(coap_resource_t *resource, coap_session_t *session,
+                             const coap_pdu_t *request, coap_pdu_t *response,
+                             const struct kept_answer *k) {
+        uint8_t *copy;
+
+        if (!k->is_cmp)
+                return answer_diagnostic(response, k->code, k->max_age, k->body, k->len);
+        copy = malloc(k->len ? k->len : 1);
+        if (!copy)
+                return answer_error(response, 500, -1, "out of memory");
+        memcpy(copy, k->body, k->len);
+        coap_pdu_set_code(response, COAP_CODE(k->code));
+        if (!coap_add_data_large_response(resource, session, request, response, NULL, CT_PKIXCMP,
+                                          k->max_age, 0, k->len, copy, release_answer, copy)) {
+                free(copy);
+                answer_error(response, 500, -1, "cannot send the answer");
+        }
+}
+
+static bool kept_fits_one_pdu(struct coap_server *s, const struct kept_answer *k) {
+        size_t room = coap_session_max_pdu_size(k->session);
+        return k->len <= s->manager->config->block_size && k->len + 64 <= room;
+}
+
+/* A separate Confirmable response built by hand: one PDU, no Block2. */
+static int send_separate(const struct kept_answer *k) {
+        coap_pdu_t *pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_CODE(k->code),
+                                        coap_new_message_id(k->session),
+                                        coap_session_max_pdu_size(k->session));
+
+        if (!pdu)
+                return -ENOMEM;
+        coap_add_token(pdu, k->token_len, k->token);
+        if (k->is_cmp)
+                add_uint_option(pdu, COAP_OPTION_CONTENT_FORMAT, CT_PKIXCMP);
+        if (k->max_age >= 0)
+                add_uint_option(pdu, COAP_OPTION_MAXAGE, (unsigned) k->max_age);
+        if (k->len > 0 && !coap_add_data(pdu, k->len, k->body)) {
+                coap_delete_pdu(pdu);
+                return -E2BIG;
+        }
+        return coap_send(k->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
+}
+
+/* A request arrived again: answer it from what is kept, or keep quiet
+ * while its upstream works. Returns true when handled. */
+static bool handle_retransmission(struct coap_server *s, coap_resource_t *resource,
+                                  coap_session_t *session, const coap_pdu_t *request,
+                                  coap_pdu_t *response) {
+        struct kept_answer *k = kept_find(s, session, request);
+
+        if (k) {
+                answer_from_kept(resource, session, request, response, k);
+                return true;
+        }
+        if (deferred_find(s, session, request)) {
+                drop(response);
+                return true;
+        }
+        return false;
+}
+
+static void handle_async(struct coap_server *s, coap_resource_t *resource,
+                         coap_session_t *session, const coap_pdu_t *request,
+                         coap_pdu_t *response, coap_async_t *async) {
+        struct request *r = coap_async_get_app_data(async);
+
+        if (!r || !r->answered)
+                return;         /* no code: libcoap repeats the empty ACK */
+        /* the triggered separate response; libcoap frees the async on return */
+        answer_request(resource, session, request, response, r);
+        r->async = NULL;
+        coap_server_release_request(s, r);
+        request_free(r);
+}
+
+static void start_request(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
+                          const coap_pdu_t *request, coap_pdu_t *response,
+                          const struct cmp_path *path, uint8_t *body, size_t len, bool single_pdu) {
+        coap_bin_const_t token = coap_pdu_get_token(request);
+        struct request *r;
+
+        if (s->manager->stopping) {
+                free(body);
+                return answer_error(response, 503, (int) s->manager->config->unavailable_max_age,
+                                    "gateway shutting down; retry later");
+        }
+        r = request_new(s->manager);
+        if (!r) {
+                free(body);
+                return answer_error(response, 500, -1, "out of memory");
+        }
+        r->path = *path;
+        r->body = body;
+        r->body_len = len;
+        r->token_len = token.length;
+        memcpy(r->token, token.s, token.length);
+        r->mid = coap_pdu_get_mid(request);
+        r->session = coap_session_reference(session);
+        peer_name(session, r->peer, sizeof r->peer);
+        request_start(r);
+        if (r->answered) {      /* answer at hand: piggybacked (RFC 9482 §2.3) */
+                answer_request(resource, session, request, response, r);
+                coap_server_release_request(s, r);
+                request_free(r);
+                return;
+        }
+        r->defer_ack = single_pdu && coap_pdu_get_type(request) == COAP_MESSAGE_CON;
+        if (r->defer_ack)
+                return drop(response);
+        r->async = coap_register_async(session, request, 0);
+        if (!r->async) {
+                coap_server_release_request(s, r);
+                request_free(r);
+                return answer_error(response, 503, 1, "cannot hold the request; retry");
+        }
+        coap_async_set_app_data(r->async, r);
+        /* no code: libcoap sends the empty ACK of a separate response */
+}
+
+static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
+                            const coap_pdu_t *request, const coap_string_t *query,
+                            coap_pdu_t *response) {
+        struct coap_server *s = server_of(session);
+        const struct cmpgw_config *c = s->manager->config;
+        coap_bin_const_t token = coap_pdu_get_token(request);
+        coap_async_t *async = coap_find_async(session, token);
+        struct cmp_path path;
+        struct transfer *t;
+        const uint8_t *data;
+        size_t len, offset, total;
+        int cf;
+
+        if (async)
+                return handle_async(s, resource, session, request, response, async);
+        if (handle_retransmission(s, resource, session, request, response))
+                return;
+        /* RFC 9482 §2.5: CMP messages never use multicast; never answer one */
+        if (is_multicast(session))
+                return drop(response);
+        if (parse_request_path(request, &path) != CMP_PATH_OK)
+                return answer_error(response, 404, -1, "no such CMP resource");
+        if (path.ann)
+                return answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
+        if (!config_route(c, path.label))
+                return answer_error(response, 404, -1, "no upstream takes this label");
+        cf = content_format(request);
+        /* RFC 9482 §2.3: application/pkixcmp */
+        if (cf >= 0 && cf != CT_PKIXCMP)
+                return answer_error(response, 415, -1, "content-format must be 259 (application/pkixcmp)");
+        if (!coap_get_data_large(request, &len, &data, &offset, &total)) {
+                len = 0;
+                data = NULL;
+                offset = 0;
+                total = 0;
+        }
+        if (total > c->max_message_size || offset + len > c->max_message_size)
+                return answer_too_large(s, response, total > offset + len ? total : offset + len);
+
+        t = transfer_find(s, session, token);
+        if (offset == 0 && t) {         /* a restarted transfer */
+                transfer_free(s, t);
+                t = NULL;
+        }
+        if (offset + len == total && offset == 0) {     /* the whole body in one PDU */
+                uint8_t *body = len ? malloc(len) : NULL;
+                if (len && !body)
+                        return answer_error(response, 500, -1, "out of memory");
+                if (len)
+                        memcpy(body, data, len);
+                return start_request(s, resource, session, request, response, &path, body, len, true);
+        }
+        if (offset == 0) {
+                t = transfer_new(s, session, token);
+                if (!t)
+                        return answer_error(response, 503, 5, "too many block-wise transfers in progress");
+        }
+        if (!t || t->len != offset) {
+                /* RFC 7959 §2.9.2: a block out of sequence */
+                if (t)
+                        transfer_free(s, t);
+                return answer_error(response, 408, -1, "block out of sequence: start again with block 0");
+        }
+        if (transfer_append(s, t, data, len) < 0) {
+                transfer_free(s, t);
+                return answer_error(response, 500, -1, "out of memory");
+        }
+        if (offset + len < total || has_option(request, COAP_OPTION_BLOCK1) == false) {
+                if (offset + len < total) {
+                        coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTINUE);
+                        return;
+                }
+        }
+        {
+                uint8_t *body = t->buf;
+                size_t body_len = t->len;
+                t->buf = NULL;
+                s->buffered -= t->len;
+                t->len = 0;
+                transfer_free(s, t);
+                start_request(s, resource, session, request, response, &path, body, body_len, false);
+        }
+}
+
+static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t *session,
+                                      const coap_pdu_t *request, const coap_string_t *query,
+                                      coap_pdu_t *response) {
+        if (is_multicast(session))
+                return drop(response);
+        answer_error(response, 405, -1, "CMP resources take POST (RFC 9482, section 2.3)");
+}
+
+static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
+                           const coap_pdu_t *request, const coap_string_t *query,
+                           coap_pdu_t *response) {
+        if (is_multicast(session))
+                return drop(response);
+        answer_error(response, 404, -1, "no announcement has been published");
+}
+
+static void handle_ann_other(coap_resource_t *resource, coap_session_t *session,
+                             const coap_pdu_t *request, const coap_string_t *query,
+                             coap_pdu_t *response) {
+        if (is_multicast(session))
+                return drop(response);
+        answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
+}
+
+/* Every path no resource is registered for: unconfigured labels (a default
+ * route may take them), unknown operations, anything else. */
+static void handle_unknown(coap_resource_t *resource, coap_session_t *session,
+                           const coap_pdu_t *request, const coap_string_t *query,
+                           coap_pdu_t *response) {
+        struct coap_server *s = server_of(session);
+        struct cmp_path path;
+        int r;
+
+        if (is_multicast(session))
+                return drop(response);
+        r = parse_request_path(request, &path);
+        if (r == CMP_PATH_UNKNOWN_OP)
+                return answer_error(response, 404, -1, "unknown CMP operation (RFC 9483 labels: ir cr kur p10 rr crts rcu att crls nest)");
+        if (r == CMP_PATH_BAD_LABEL)
+                return answer_error(response, 404, -1, "bad label after /p/");
+        if (r != CMP_PATH_OK)
+                return answer_error(response, 404, -1, "no such resource; CMP is at /.well-known/cmp");
+        if (!config_route(s->manager->config, path.label))
+                return answer_error(response, 404, -1, "no upstream takes this label");
+        if (path.ann)
+                return coap_pdu_get_code(request) == COAP_REQUEST_CODE_GET ?
+                        handle_ann_get(resource, session, request, query, response) :
+                        handle_ann_other(resource, session, request, query, response);
+        if (coap_pdu_get_code(request) != COAP_REQUEST_CODE_POST)
+                return handle_method_not_allowed(resource, session, request, query, response);
+        handle_cmp_post(resource, session, request, query, response);
+}
+
+static const coap_request_t all_methods[] = {
+        COAP_REQUEST_GET, COAP_REQUEST_POST, COAP_REQUEST_PUT, COAP_REQUEST_DELETE,
+        COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH,
+};
+
+static coap_resource_t *add_cmp_resource(struct coap_server *s, const char *uri_path, bool ann) {
+        coap_resource_t *res = coap_resource_init(coap_new_str_const((const uint8_t *) uri_path, strlen(uri_path)),
+                                                  COAP_RESOURCE_FLAGS_RELEASE_URI);
+
+        if (!res)
+                return NULL;
+        for (size_t i = 0; i < sizeof all_methods / sizeof all_methods[0]; i++) {
+                coap_method_handler_t h;
+                if (ann)
+                        h = all_methods[i] == COAP_REQUEST_GET ? handle_ann_get : handle_ann_other;
+                else
+                        h = all_methods[i] == COAP_REQUEST_POST ? handle_cmp_post : handle_method_not_allowed;
+                coap_register_request_handler(res, all_methods[i], h);
+        }
+        /* RFC 9482 §2.2: the link carries ct for application/pkixcmp */
+        coap_add_attr(res, coap_make_str_const("ct"), coap_make_str_const("259"), 0);
+        if (ann)
+                coap_add_attr(res, coap_make_str_const("obs"), NULL, 0);
+        coap_add_resource(s->ctx, res);
+        return res;
+}
+
+/* /.well-known/cmp, its operations and ann, under a prefix */
+static int add_cmp_tree(struct coap_server *s, const char *prefix, coap_resource_t ***list, size_t *n) {
+        char path[256];
+        size_t max = _CMP_OP_MAX + 1;
+        coap_resource_t **l = realloc(*list, (*n + max) * sizeof **list);
+
+        if (!l)
+                return -ENOMEM;
+        *list = l;
+        for (int op = CMP_OP_NONE; op < _CMP_OP_MAX; op++) {
+                snprintf(path, sizeof path, "%s%s%s", prefix, op ? "/" : "", cmp_op_coap_name(op));
+                if (!(l[(*n)++] = add_cmp_resource(s, path, false)))
+                        return -ENOMEM;
+        }
+        snprintf(path, sizeof path, "%s/ann", prefix);
+        if (!(l[(*n)++] = add_cmp_resource(s, path, true)))
+                return -ENOMEM;
+        return 0;
+}
+
+int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c) {
+        char prefix[128];
+        int r;
+
+        for (size_t i = 0; i < s->n_label_resources; i++)
+                coap_delete_resource(s->ctx, s->label_resources[i]);
+        free(s->label_resources);
+        s->label_resources = NULL;
+        s->n_label_resources = 0;
+        for (size_t i = 0; i < c->n_upstreams; i++)
+                for (size_t j = 0; j < c->upstreams[i].n_labels; j++) {
+                        snprintf(prefix, sizeof prefix, ".well-known/cmp/p/%s", c->upstreams[i].labels[j]);
+                        r = add_cmp_tree(s, prefix, &s->label_resources, &s->n_label_resources);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
+/* ---- event loop integration ------------------------------------------ */
+
+static void schedule_timer(struct coap_server *s) {
+        coap_tick_t now;
+        unsigned ms;
+
+        coap_ticks(&now);
+        ms = coap_io_prepare_epoll(s->ctx, now);
+        if (ms == 0) {
+                sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+                return;
+        }
+        sd_event_source_set_time_relative(s->timer, (uint64_t) ms * 1000);
+        sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+static void process(struct coap_server *s) {
+        coap_io_process(s->ctx, COAP_IO_NO_WAIT);
+        schedule_timer(s);
+}
+
+static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        process(userdata);
+        return 0;
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        process(userdata);
+        return 0;
+}
+
+static int on_defer(sd_event_source *src, void *userdata) {
+        process(userdata);
+        return 0;
+}
+
+/* RFC 9482 §4: abandoned transfers are discarded after a short time */
+static int on_gc(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct coap_server *s = userdata;
+        uint64_t limit = s->manager->config->transfer_timeout_usec;
+        struct transfer *t, *n;
+
+        struct kept_answer *k, *kn;
+
+        LIST_FOREACH_SAFE(kept, k, kn, s->kept)
+                if (usec > k->expires_usec)
+                        kept_free(s, k);
+        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
+                if (usec - t->last_usec > limit) {
+                        log_debug("dropping an abandoned block-wise transfer of %zu bytes", t->len);
+                        transfer_free(s, t);
+                }
+        sd_event_source_set_time_relative(src, 1000000);
+        return 0;
+}
+
+void coap_server_answer(struct coap_server *s, struct request *r) {
+        struct kept_answer *k;
+
+        if (r->async) {
+                coap_async_trigger(r->async);
+                sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
+                return;
+        }
+        if (!r->defer_ack || !r->session)
+                return;         /* answered piggybacked, inside the handler */
+        k = kept_new(s, r);
+        if (k && kept_fits_one_pdu(s, k) && send_separate(k) < 0)
+                log_warning("request %llu: cannot send the separate response; the client's retransmission gets it",
+                            (unsigned long long) r->id);
+        coap_server_release_request(s, r);
+        request_free(r);
+        sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
+}
+
+void coap_server_release_request(struct coap_server *s, struct request *r) {
+        if (r->async && r->session) {
+                coap_async_set_app_data(r->async, NULL);
+                coap_free_async(r->session, r->async);
+        }
+        r->async = NULL;
+        if (r->session)
+                coap_session_release(r->session);
+        r->session = NULL;
+}
+
+unsigned coap_server_pending_transfers(const struct coap_server *s) {
+        return s->n_transfers;
+}
+
+static int event_handler(coap_session_t *session, const coap_event_t event) {
+        struct coap_server *s = server_of(session);
+        struct transfer *t, *n;
+
+        /* RFC 9482 §2.4, §4: the largest block that fits the datagram, at most
+         * coap.block_size: libcoap derives the block size from the PDU size */
+        if (event == COAP_EVENT_SERVER_SESSION_NEW)
+                coap_session_set_mtu(session, (unsigned) s->manager->config->block_size + BLOCK_OVERHEAD);
+        if (event != COAP_EVENT_SERVER_SESSION_DEL)
+                return 0;
+        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
+                if (t->session == session)
+                        transfer_free(s, t);
+        return 0;
+}
+
+static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l) {
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+                                  .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
+        struct addrinfo *info = NULL, *i;
+        char port[8];
+        int n = 0, r;
+
+        snprintf(port, sizeof port, "%u", l->port);
+        r = getaddrinfo(l->host, port, &hints, &info);
+        if (r != 0) {
+                log_error("listen %s: \"%s\" is not a numeric IP address: %s", l->uri, l->host, gai_strerror(r));
+                return -EINVAL;
+        }
+        for (i = info; i; i = i->ai_next) {
+                coap_address_t addr;
+                coap_address_init(&addr);
+                if (i->ai_addrlen > sizeof addr.addr)
+                        continue;
+                memcpy(&addr.addr, i->ai_addr, i->ai_addrlen);
+                addr.size = i->ai_addrlen;
+                if (coap_new_endpoint(s->ctx, &addr, COAP_PROTO_UDP))
+                        n++;
+        }
+        freeaddrinfo(info);
+        if (n == 0) {
+                log_error("listen %s: cannot bind UDP %s port %u (is the address local and the port free?)",
+                          l->uri, l->host, l->port);
+                return -EADDRNOTAVAIL;
+        }
+        log_info("listening on %s", l->uri);
+        return 0;
+}
+
+int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server **ret) {
+        struct coap_server *s = calloc(1, sizeof *s);
+        coap_resource_t *unknown;
+        char prefix[] = ".well-known/cmp";
+        int r, fd;
+
+        if (!s)
+                return -ENOMEM;
+        s->manager = m;
+        s->ctx = coap_new_context(NULL);
+        if (!s->ctx) {
+                free(s);
+                return -ENOMEM;
+        }
+        the_server = s;
+        coap_context_set_block_mode(s->ctx, COAP_BLOCK_USE_LIBCOAP);
+        coap_register_event_handler(s->ctx, event_handler);
+        for (size_t i = 0; i < c->n_listen; i++)
+                if ((r = add_endpoint(s, &c->listen[i])) < 0)
+                        goto fail;
+        {
+                coap_resource_t **base = NULL;
+                size_t n = 0;
+                r = add_cmp_tree(s, prefix, &base, &n);
+                free(base);     /* these live as long as the context */
+                if (r < 0)
+                        goto fail;
+        }
+        unknown = coap_resource_unknown_init2(handle_unknown, 0);
+        for (size_t i = 0; i < sizeof all_methods / sizeof all_methods[0]; i++)
+                coap_register_request_handler(unknown, all_methods[i], handle_unknown);
+        coap_add_resource(s->ctx, unknown);
+        if ((r = coap_server_apply_config(s, c)) < 0)
+                goto fail;
+
+        fd = coap_context_get_coap_fd(s->ctx);
+        if (fd < 0) {
+                log_error("libcoap has no epoll file descriptor; it must be built with epoll support");
+                r = -EOPNOTSUPP;
+                goto fail;
+        }
+        if ((r = sd_event_add_io(m->event, &s->io, fd, EPOLLIN, on_io, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->timer, CLOCK_MONOTONIC, 1000000, 0, on_timer, s)) < 0 ||
+            (r = sd_event_add_defer(m->event, &s->defer, on_defer, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0)
+                goto fail;
+        sd_event_source_set_enabled(s->defer, SD_EVENT_OFF);
+        sd_event_source_set_enabled(s->gc, SD_EVENT_ON);
+        sd_event_source_set_description(s->io, "coap-io");
+        sd_event_source_set_description(s->timer, "coap-timer");
+        schedule_timer(s);
+        *ret = s;
+        return 0;
+fail:
+        coap_server_free(s);
+        return r;
+}
+
+struct coap_server *coap_server_free(struct coap_server *s) {
+        struct transfer *t, *n;
+
+        if (!s)
+                return NULL;
+        struct kept_answer *k, *kn;
+
+        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
+                transfer_free(s, t);
+        LIST_FOREACH_SAFE(kept, k, kn, s->kept)
+                kept_free(s, k);
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->timer);
+        sd_event_source_disable_unref(s->defer);
+        sd_event_source_disable_unref(s->gc);
+        free(s->label_resources);
+        if (s->ctx)
+                coap_free_context(s->ctx);
+        if (the_server == s)
+                the_server = NULL;
+        free(s);
+        return NULL;
+}

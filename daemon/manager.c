@@ -1,0 +1,189 @@
+/* manager.c -- owns the event loop and every event source of cmpgwd */
+#include "manager.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "coap_server.h"
+#include "log.h"
+#include "upstream_http.h"
+
+#define STOP_GRACE_USEC   (5 * 1000000ULL)  /* let in-flight requests finish */
+#define STOP_LINGER_USEC  (500 * 1000ULL)   /* let libcoap send the last answers */
+
+static void notify_status(Manager *m) {
+        sd_notifyf(false, "STATUS=%u requests in flight, %llu answered",
+                   m->n_requests,
+                   (unsigned long long) (m->stats.answered_2xx + m->stats.answered_4xx + m->stats.answered_5xx));
+}
+
+static int on_linger_done(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        return sd_event_exit(m->event, 0);
+}
+
+static void manager_exit_soon(Manager *m) {
+        sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, STOP_LINGER_USEC, 0, on_linger_done, m);
+}
+
+static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        struct request *r, *n;
+
+        if (m->n_requests > 0)
+                log_warning("stopping: %u requests still in flight; answering them 5.03", m->n_requests);
+        LIST_FOREACH_SAFE(requests, r, n, m->requests)
+                request_abort(r, "gateway shutting down; retry later");
+        manager_exit_soon(m);
+        return 0;
+}
+
+static void manager_stop(Manager *m, const char *why) {
+        if (m->stopping)
+                return;
+        m->stopping = true;
+        sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        log_info("%s: stopping (%u requests in flight)", why, m->n_requests);
+        if (m->n_requests == 0) {
+                manager_exit_soon(m);
+                return;
+        }
+        sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, STOP_GRACE_USEC, 0, on_grace_over, m);
+}
+
+void manager_request_done(Manager *m, struct request *r) {
+        if (m->stopping && m->n_requests == 0)
+                manager_exit_soon(m);
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        manager_stop(userdata, si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+        return 0;
+}
+
+/* SIGHUP: a bad new configuration keeps the old one running */
+static int manager_reload(Manager *m) {
+        struct cmpgw_config *c = NULL;
+        char *err = NULL;
+        int r;
+
+        sd_notify(false, "RELOADING=1\nSTATUS=Reloading configuration");
+        r = config_load_file(m->config_path, &c, &err);
+        if (r < 0) {
+                log_error("reload failed, keeping the running configuration: %s", err ? err : strerror(-r));
+                free(err);
+                sd_notify(false, "READY=1");
+                notify_status(m);
+                return r;
+        }
+        if (c->n_listen != m->config->n_listen)
+                log_warning("reload: listener changes take effect only after a restart");
+        else
+                for (size_t i = 0; i < c->n_listen; i++)
+                        if (strcmp(c->listen[i].uri, m->config->listen[i].uri) != 0)
+                                log_warning("reload: listener changes take effect only after a restart (%s)", c->listen[i].uri);
+        r = coap_server_apply_config(m->coap, c);
+        if (r < 0) {
+                log_error("reload failed, keeping the running configuration: cannot set up resources: %s", strerror(-r));
+                coap_server_apply_config(m->coap, m->config);
+                config_free(c);
+                sd_notify(false, "READY=1");
+                return r;
+        }
+        upstream_http_set_max_response(m->http, c->max_message_size);
+        config_free(m->config);
+        m->config = c;
+        log_info("reloaded %s: %zu upstreams", m->config_path, c->n_upstreams);
+        sd_notify(false, "READY=1");
+        notify_status(m);
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        manager_reload(userdata);
+        return 0;
+}
+
+int manager_new(const char *config_path, struct cmpgw_config *config, Manager **ret) {
+        Manager *m = calloc(1, sizeof *m);
+        sigset_t mask;
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        m->config = config;
+        m->config_path = strdup(config_path);
+        if (!m->config_path) {
+                free(m);
+                return -ENOMEM;
+        }
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                goto fail;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if ((r = sd_event_add_signal(m->event, &m->sig_term, SIGTERM, on_sigterm, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, &m->sig_int, SIGINT, on_sigterm, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, &m->sig_hup, SIGHUP, on_sighup, m)) < 0)
+                goto fail;
+        /* sd-event pings the service manager's watchdog (WATCHDOG_USEC) */
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                goto fail;
+        *ret = m;
+        return 0;
+fail:
+        m->config = NULL;       /* the caller still owns it */
+        manager_free(m);
+        return r;
+}
+
+int manager_start(Manager *m) {
+        int r;
+
+        r = upstream_http_new(m->event, &m->stats, m->config->max_message_size, &m->http);
+        if (r < 0)
+                return log_error("cannot set up the HTTP upstream client: %s", strerror(-r)), r;
+        r = coap_server_new(m, m->config, &m->coap);
+        if (r < 0)
+                return r;
+        sd_notify(false, "READY=1");
+        notify_status(m);
+        log_info("ready: %zu listeners, %zu upstreams", m->config->n_listen, m->config->n_upstreams);
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        int r = sd_event_loop(m->event);
+        return r < 0 ? 1 : r;
+}
+
+Manager *manager_free(Manager *m) {
+        struct request *r, *n;
+
+        if (!m)
+                return NULL;
+        LIST_FOREACH_SAFE(requests, r, n, m->requests) {
+                if (m->coap)
+                        coap_server_release_request(m->coap, r);
+                request_free(r);
+        }
+        m->coap = coap_server_free(m->coap);
+        m->http = upstream_http_free(m->http);
+        sd_event_source_disable_unref(m->sig_term);
+        sd_event_source_disable_unref(m->sig_int);
+        sd_event_source_disable_unref(m->sig_hup);
+        sd_event_unref(m->event);
+        config_free(m->config);
+        free(m->config_path);
+        free(m);
+        return NULL;
+}

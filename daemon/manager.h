@@ -1,0 +1,52 @@
+/* manager.h -- owns the event loop and every event source of cmpgwd */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "list.h"
+#include "request.h"
+
+struct coap_server;
+struct upstream_http;
+
+struct gw_stats {
+        uint64_t requests;              /* complete CMP requests received */
+        uint64_t forwarded;             /* sent upstream */
+        uint64_t answered_2xx, answered_4xx, answered_5xx;
+        uint64_t upstream_errors;
+        uint64_t upstream_retries;      /* fresh-connection resends */
+};
+
+struct Manager {
+        sd_event *event;
+        char *config_path;
+        struct cmpgw_config *config;
+
+        sd_event_source *sig_term, *sig_int, *sig_hup;
+        sd_event_source *watchdog_timer;
+
+        struct coap_server *coap;
+        struct upstream_http *http;
+
+        LIST_HEAD(struct request, requests);
+        unsigned n_requests;
+        uint64_t next_request_id;
+
+        struct gw_stats stats;
+        bool stopping;
+};
+
+int manager_new(const char *config_path, struct cmpgw_config *config, Manager **ret);
+Manager *manager_free(Manager *m);
+int manager_start(Manager *m);          /* open listeners, notify READY */
+int manager_run(Manager *m);            /* until TERM/INT; returns exit code */
+
+/* Called by request.c when a request ends (answered or aborted). */
+void manager_request_done(Manager *m, struct request *r);
+
+static inline void manager_freep(Manager **m) { manager_free(*m); }
+#define _cleanup_manager_ __attribute__((cleanup(manager_freep)))

@@ -1,0 +1,179 @@
+/* request.c -- one CMP exchange: validate → route → upstream → answer */
+#include "request.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coap_server.h"
+#include "coap_status.h"
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+#include "upstream_http.h"
+
+struct request *request_new(Manager *m) {
+        struct request *r = calloc(1, sizeof *r);
+
+        if (!r)
+                return NULL;
+        r->manager = m;
+        r->id = ++m->next_request_id;
+        r->max_age = -1;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &r->started_usec);
+        LIST_PREPEND(requests, m->requests, r);
+        m->n_requests++;
+        return r;
+}
+
+void request_free(struct request *r) {
+        if (!r)
+                return;
+        if (r->call)
+                upstream_http_cancel(r->manager->http, r);
+        LIST_REMOVE(requests, r->manager->requests, r);
+        r->manager->n_requests--;
+        free(r->body);
+        free(r->answer);
+        free(r->upstream_name);
+        free(r->upstream_uri);
+        free(r);
+}
+
+static void request_answer(struct request *r) {
+        Manager *m = r->manager;
+        char code[8];
+        uint64_t now;
+
+        r->answered = true;
+        if (r->code < 300)
+                m->stats.answered_2xx++;
+        else if (r->code < 500)
+                m->stats.answered_4xx++;
+        else
+                m->stats.answered_5xx++;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        log_info("request %llu from %s: %s to /.well-known/cmp%s%s%s%s -> %s%s%s (%.1f ms)",
+                 (unsigned long long) r->id, r->peer,
+                 r->body_len ? cmp_body_name(r->info.body) : "(no body)",
+                 r->path.label[0] ? "/p/" : "", r->path.label,
+                 r->path.op ? "/" : "", cmp_op_coap_name(r->path.op),
+                 coap_code_text(r->code, code),
+                 r->upstream_name ? " via " : "", r->upstream_name ? r->upstream_name : "",
+                 (double) (now - r->started_usec) / 1000.0);
+        coap_server_answer(m->coap, r);
+}
+
+static int set_answer(struct request *r, int code, int max_age, bool is_cmp,
+                      const uint8_t *body, size_t len) {
+        uint8_t *copy = NULL;
+
+        if (len > 0) {
+                copy = malloc(len);
+                if (!copy)
+                        return -ENOMEM;
+                memcpy(copy, body, len);
+        }
+        free(r->answer);
+        r->answer = copy;
+        r->answer_len = len;
+        r->answer_is_cmp = is_cmp;
+        r->code = code;
+        r->max_age = max_age;
+        return 0;
+}
+
+int request_set_error(struct request *r, int code, int max_age, const char *fmt, ...) {
+        char diag[256];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(diag, sizeof diag, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                n = 0;
+        /* RFC 7252 §5.5.2: a short diagnostic payload, UTF-8, no Content-Format */
+        return set_answer(r, code, max_age, false, (const uint8_t *) diag,
+                          (size_t) n < sizeof diag ? (size_t) n : sizeof diag - 1);
+}
+
+static void request_fail(struct request *r, int code, int max_age, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static void request_fail(struct request *r, int code, int max_age, const char *fmt, ...) {
+        char diag[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(diag, sizeof diag, fmt, ap);
+        va_end(ap);
+        request_set_error(r, code, max_age, "%s", diag);
+        request_answer(r);
+}
+
+static int route(struct request *r) {
+        const struct cmpgw_config *c = r->manager->config;
+        const struct cmpgw_upstream *u = config_route(c, r->path.label);
+        char uri[2048];
+
+        if (!u)
+                return -ENOENT;
+        if (cmp_path_http_upstream_uri(u->uri, r->path.label, r->path.op, uri, sizeof uri) < 0)
+                return -ENOBUFS;
+        r->upstream_name = strdup(u->name);
+        r->upstream_uri = strdup(uri);
+        r->upstream_timeout_usec = u->timeout_usec;
+        return r->upstream_name && r->upstream_uri ? 0 : -ENOMEM;
+}
+
+void request_start(struct request *r) {
+        Manager *m = r->manager;
+        const char *why = NULL;
+        int ret;
+
+        m->stats.requests++;
+        if (cmp_msg_inspect(r->body, r->body_len, &r->info, &why) < 0)
+                return request_fail(r, 400, -1, "%s", why);
+        if (!cmp_body_is_request(r->info.body))
+                return request_fail(r, 400, -1, "a %s PKIMessage is not a request", cmp_body_name(r->info.body));
+        if (!cmp_body_allowed_on_op(r->path.op, r->info.body))
+                return request_fail(r, 400, -1, "a %s body does not belong to operation \"%s\"",
+                                    cmp_body_name(r->info.body), cmp_op_coap_name(r->path.op));
+        ret = route(r);
+        if (ret == -ENOENT)
+                return request_fail(r, 404, -1, "no upstream takes label \"%s\"", r->path.label);
+        if (ret < 0)
+                return request_fail(r, 500, -1, "cannot route: %s", strerror(-ret));
+        /* RFC 9482 §3: only preconfigured upstreams are ever contacted */
+        ret = upstream_http_submit(m->http, r);
+        if (ret < 0)
+                return request_fail(r, 500, -1, "cannot start the upstream request: %s", strerror(-ret));
+        m->stats.forwarded++;
+}
+
+void request_complete(struct request *r, const struct upstream_result *res) {
+        int max_age = res->max_age;
+        int ret;
+
+        if (res->coap_code == 503 || max_age == -2)
+                max_age = (int) r->manager->config->unavailable_max_age;
+        if (res->body_is_cmp)
+                ret = set_answer(r, res->coap_code, max_age, true, res->body, res->body_len);
+        else
+                ret = request_set_error(r, res->coap_code, max_age, "%s",
+                                        res->diagnostic ? res->diagnostic : "upstream failed");
+        if (ret < 0)
+                request_set_error(r, 500, -1, "out of memory");
+        request_answer(r);
+}
+
+void request_abort(struct request *r, const char *why) {
+        if (r->answered)
+                return;
+        if (r->call)
+                upstream_http_cancel(r->manager->http, r);
+        request_fail(r, 503, (int) r->manager->config->unavailable_max_age, "%s", why);
+}

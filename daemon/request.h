@@ -1,0 +1,80 @@
+/* request.h -- one CMP exchange moving through the gateway
+ *
+ * CoAP in → validate → route → upstream → answer. coap_server.c creates a
+ * request once the whole body is in, request_start() validates and routes
+ * it and hands it to an upstream; the upstream calls request_complete(),
+ * which decides the CoAP answer and gives it back to coap_server.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <coap3/coap.h>
+
+#include "cmp_msg.h"
+#include "cmp_path.h"
+#include "list.h"
+
+typedef struct Manager Manager;
+struct upstream_call;
+
+struct request {
+        Manager *manager;
+        LIST_FIELDS(struct request, requests);
+        uint64_t id;                    /* for logs */
+        uint64_t started_usec;
+
+        /* CoAP side, owned by coap_server.c */
+        coap_session_t *session;        /* referenced */
+        uint8_t token[8];
+        size_t token_len;
+        coap_async_t *async;            /* separate response (RFC 9482 §2.3) */
+        coap_mid_t mid;                 /* of the request's last PDU */
+        bool defer_ack;                 /* single-PDU CON: no empty ACK (see coap_server.c) */
+        char peer[64];
+
+        struct cmp_path path;
+        uint8_t *body;                  /* the request PKIMessage, DER */
+        size_t body_len;
+        struct cmp_msg_info info;
+
+        /* upstream, copied from the config so a reload cannot pull it away */
+        char *upstream_name;
+        char *upstream_uri;             /* the full URI sent to */
+        uint64_t upstream_timeout_usec;
+        struct upstream_call *call;
+
+        /* the answer */
+        bool answered;
+        int code;                       /* class*100+detail, e.g. 204 */
+        uint8_t *answer;                /* body: PKIMessage (cmp) or diagnostic */
+        size_t answer_len;
+        bool answer_is_cmp;             /* Content-Format 259 */
+        int max_age;                    /* seconds, -1 for none */
+};
+
+/* What an upstream hands back. */
+struct upstream_result {
+        int coap_code;                  /* the code decided by the upstream module */
+        const uint8_t *body;            /* borrowed; NULL when none */
+        size_t body_len;
+        bool body_is_cmp;               /* verified to be one PKIMessage */
+        int max_age;                    /* -1 for none */
+        const char *diagnostic;         /* for errors */
+};
+
+struct request *request_new(Manager *m);
+void request_free(struct request *r);
+
+/* Validate the body against the path, route, send upstream. Answers the
+ * request itself on any error. */
+void request_start(struct request *r);
+
+/* Set the answer: a diagnostic error or a CMP body. */
+int request_set_error(struct request *r, int code, int max_age, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+void request_complete(struct request *r, const struct upstream_result *res);
+
+/* Give up on an in-flight request (shutdown): answer 5.03. */
+void request_abort(struct request *r, const char *why);

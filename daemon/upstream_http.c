@@ -1,0 +1,397 @@
+/* upstream_http.c -- CMP over HTTP (RFC 6712) with libcurl's multi socket
+ * interface driven by sd-event: nothing here ever blocks the loop. */
+#include "upstream_http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "cmp_msg.h"
+#include "coap_status.h"
+#include "log.h"
+#include "manager.h"
+#include "request.h"
+
+struct upstream_http {
+        sd_event *event;
+        CURLM *multi;
+        sd_event_source *timer;
+        struct curl_slist *headers;
+        struct gw_stats *stats;
+        size_t max_response;
+        /* The last answer the upstream sent ended a CMP transaction; servers
+         * such as `openssl cmp` close the connection after that. */
+        bool peer_may_have_closed;
+};
+
+struct upstream_call {
+        struct upstream_http *http;
+        struct request *req;
+        CURL *easy;
+        uint8_t *buf;
+        size_t len, cap;
+        bool too_large;
+        bool retried;
+        char content_type[64];
+        char errbuf[CURL_ERROR_SIZE];
+};
+
+static void call_free(struct upstream_call *c) {
+        if (!c)
+                return;
+        if (c->easy) {
+                curl_multi_remove_handle(c->http->multi, c->easy);
+                curl_easy_cleanup(c->easy);
+        }
+        free(c->buf);
+        free(c);
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        struct upstream_call *c = userdata;
+        size_t n = size * nmemb;
+
+        if (c->len + n > c->http->max_response) {
+                c->too_large = true;
+                return 0;       /* curl aborts with CURLE_WRITE_ERROR */
+        }
+        if (c->len + n > c->cap) {
+                size_t cap = c->cap ? c->cap : 4096;
+                uint8_t *b;
+                while (cap < c->len + n)
+                        cap *= 2;
+                b = realloc(c->buf, cap);
+                if (!b)
+                        return 0;
+                c->buf = b;
+                c->cap = cap;
+        }
+        memcpy(c->buf + c->len, ptr, n);
+        c->len += n;
+        return n;
+}
+
+static bool body_ends_transaction(int body) {
+        switch (body) {
+        case CMP_BODY_PKICONF: case CMP_BODY_RP: case CMP_BODY_GENP: case CMP_BODY_ERROR:
+        case CMP_BODY_IP: case CMP_BODY_CP: case CMP_BODY_KUP: /* with implicitConfirm */
+                return true;
+        }
+        return false;
+}
+
+/* Requests whose answer always ends the transaction: the peer may close the
+ * connection right after, so never offer it for reuse. */
+static bool request_forbids_reuse(int body) {
+        return body == CMP_BODY_CERTCONF || body == CMP_BODY_RR ||
+               body == CMP_BODY_GENM || body == CMP_BODY_ERROR;
+}
+
+static int call_setup(struct upstream_call *c, bool fresh) {
+        struct request *r = c->req;
+        CURL *e = curl_easy_init();
+
+        if (!e)
+                return -ENOMEM;
+        c->easy = e;
+        curl_easy_setopt(e, CURLOPT_URL, r->upstream_uri);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        /* RFC 6712 §3.3: POST with Content-Type application/pkixcmp */
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *) r->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) r->body_len);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->http->headers);
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+        /* RFC 9482 §3: a reverse proxy never leaves the configured set */
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (r->upstream_timeout_usec / 1000));
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (r->upstream_timeout_usec / 1000));
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+        if (request_forbids_reuse(r->info.body))
+                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+        if (fresh)
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        return curl_multi_add_handle(c->http->multi, e) == CURLM_OK ? 0 : -EIO;
+}
+
+int upstream_http_submit(struct upstream_http *h, struct request *r) {
+        struct upstream_call *c = calloc(1, sizeof *c);
+        int ret;
+
+        if (!c)
+                return -ENOMEM;
+        c->http = h;
+        c->req = r;
+        ret = call_setup(c, false);
+        if (ret < 0) {
+                call_free(c);
+                return ret;
+        }
+        r->call = c;
+        return 0;
+}
+
+void upstream_http_cancel(struct upstream_http *h, struct request *r) {
+        (void) h;
+        call_free(r->call);
+        r->call = NULL;
+}
+
+/* A reused connection that yields nothing at all, right after the server
+ * ended a transaction on it, was closed by the server before our request
+ * arrived: the request cannot have reached the CMP server, so resending it
+ * on a fresh connection delivers it once. Anything else is never resent. */
+static bool call_can_retry(struct upstream_call *c, CURLcode cc) {
+        long connects = -1;
+        curl_off_t got = -1;
+        long header_bytes = -1;
+
+        if (c->retried || !c->http->peer_may_have_closed)
+                return false;
+        if (cc != CURLE_SEND_ERROR && cc != CURLE_GOT_NOTHING && cc != CURLE_RECV_ERROR)
+                return false;
+        curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
+        curl_easy_getinfo(c->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
+        curl_easy_getinfo(c->easy, CURLINFO_HEADER_SIZE, &header_bytes);
+        return connects == 0 && got == 0 && header_bytes == 0;
+}
+
+static void call_retry(struct upstream_call *c) {
+        curl_multi_remove_handle(c->http->multi, c->easy);
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+        c->len = 0;
+        c->retried = true;
+        c->http->stats->upstream_retries++;
+        log_info("request %llu: upstream %s closed a reused connection before the request; resending once on a fresh connection",
+                 (unsigned long long) c->req->id, c->req->upstream_name);
+        if (call_setup(c, true) < 0) {
+                struct request *r = c->req;
+                struct upstream_result res = { .coap_code = 503, .max_age = -1,
+                                               .diagnostic = "upstream unavailable" };
+                r->call = NULL;
+                call_free(c);
+                request_complete(r, &res);
+        }
+}
+
+static void result_from_transport_error(struct upstream_call *c, CURLcode cc,
+                                        struct upstream_result *res, char *diag, size_t size) {
+        const char *what = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
+
+        res->max_age = -1;
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_SSL_CONNECT_ERROR:
+                res->coap_code = 503;
+                snprintf(diag, size, "upstream %s unreachable: %.200s", c->req->upstream_name, what);
+                break;
+        case CURLE_OPERATION_TIMEDOUT:
+                res->coap_code = 504;
+                snprintf(diag, size, "upstream %s did not answer in time", c->req->upstream_name);
+                break;
+        case CURLE_WRITE_ERROR:
+                res->coap_code = 502;
+                snprintf(diag, size, c->too_large ? "upstream %s answer exceeds the size limit" :
+                                                    "upstream %s answer could not be stored", c->req->upstream_name);
+                break;
+        default:
+                res->coap_code = 502;
+                snprintf(diag, size, "upstream %s failed: %.200s", c->req->upstream_name, what);
+        }
+        res->diagnostic = diag;
+}
+
+static void result_from_http(struct upstream_call *c, struct upstream_result *res,
+                             char *diag, size_t size) {
+        struct cmp_msg_info info;
+        long status = 0;
+        bool is_cmp;
+
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+        is_cmp = cmp_msg_inspect(c->buf, c->len, &info, NULL) == 0;
+        res->max_age = -1;
+        if (is_cmp)
+                c->http->peer_may_have_closed = body_ends_transaction(info.body);
+        if (status >= 200 && status < 300) {
+                if (!is_cmp) {
+                        /* PRODUCT.md: garbage or a non-CMP body → 5.02 */
+                        res->coap_code = 502;
+                        snprintf(diag, size, "upstream %s answered HTTP %ld without a PKIMessage", c->req->upstream_name, status);
+                        res->diagnostic = diag;
+                        return;
+                }
+                res->coap_code = 204;   /* RFC 9482 §2.3: success is 2.xx; 2.04 Changed */
+        } else {
+                res->coap_code = coap_code_from_http_status(status);
+                snprintf(diag, size, "upstream %s answered HTTP %ld", c->req->upstream_name, status);
+                res->diagnostic = diag;
+                if (res->coap_code == 503)
+                        res->max_age = -2;      /* caller fills the configured Max-Age */
+        }
+        if (is_cmp) {   /* a CMP error body is relayed (PRODUCT.md) */
+                res->body = c->buf;
+                res->body_len = c->len;
+                res->body_is_cmp = true;
+        }
+}
+
+static void call_done(struct upstream_call *c, CURLcode cc) {
+        struct request *r = c->req;
+        struct upstream_result res = { 0 };
+        char diag[256];
+
+        if (cc != CURLE_OK && call_can_retry(c, cc)) {
+                call_retry(c);
+                return;
+        }
+        if (cc != CURLE_OK) {
+                c->http->stats->upstream_errors++;
+                log_warning("request %llu: upstream %s (%s): %s", (unsigned long long) r->id, r->upstream_name,
+                            r->upstream_uri, c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+                result_from_transport_error(c, cc, &res, diag, sizeof diag);
+        } else
+                result_from_http(c, &res, diag, sizeof diag);
+        r->call = NULL;
+        request_complete(r, &res);      /* copies what it keeps */
+        call_free(c);
+}
+
+static void check_multi_info(struct upstream_http *h) {
+        CURLMsg *msg;
+        int left;
+
+        while ((msg = curl_multi_info_read(h->multi, &left))) {
+                struct upstream_call *c = NULL;
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &c);
+                call_done(c, msg->data.result);
+        }
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct upstream_http *h = userdata;
+        int action = 0, running;
+
+        if (revents & EPOLLIN)
+                action |= CURL_CSELECT_IN;
+        if (revents & EPOLLOUT)
+                action |= CURL_CSELECT_OUT;
+        if (revents & (EPOLLERR | EPOLLHUP))
+                action |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(h->multi, fd, action, &running);
+        check_multi_info(h);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct upstream_http *h = userdata;
+        int running;
+
+        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        check_multi_info(h);
+        return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in a socket as an sd-event IO source */
+static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
+        struct upstream_http *h = userp;
+        sd_event_source *src = socketp;
+        uint32_t events = 0;
+
+        if (what == CURL_POLL_REMOVE) {
+                if (src) {
+                        sd_event_source_disable_unref(src);
+                        curl_multi_assign(h->multi, fd, NULL);
+                }
+                return 0;
+        }
+        if (what & CURL_POLL_IN)
+                events |= EPOLLIN;
+        if (what & CURL_POLL_OUT)
+                events |= EPOLLOUT;
+        if (src)
+                return sd_event_source_set_io_events(src, events) < 0 ? -1 : 0;
+        if (sd_event_add_io(h->event, &src, fd, events, on_io, h) < 0)
+                return -1;
+        sd_event_source_set_description(src, "curl-socket");
+        curl_multi_assign(h->multi, fd, src);
+        return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
+        struct upstream_http *h = userp;
+        uint64_t now;
+
+        if (timeout_ms < 0)
+                return sd_event_source_set_enabled(h->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+        sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+        if (sd_event_source_set_time(h->timer, now + (uint64_t) timeout_ms * 1000) < 0)
+                return -1;
+        return sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT) < 0 ? -1 : 0;
+}
+
+int upstream_http_new(sd_event *e, struct gw_stats *stats, size_t max_response,
+                      struct upstream_http **ret) {
+        struct upstream_http *h = calloc(1, sizeof *h);
+        int r;
+
+        if (!h)
+                return -ENOMEM;
+        h->event = sd_event_ref(e);
+        h->stats = stats;
+        h->max_response = max_response;
+        h->multi = curl_multi_init();
+        if (!h->multi) {
+                upstream_http_free(h);
+                return -ENOMEM;
+        }
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+        r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, h);
+        if (r < 0) {
+                upstream_http_free(h);
+                return r;
+        }
+        sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+        sd_event_source_set_description(h->timer, "curl-timer");
+        h->headers = curl_slist_append(NULL, "Content-Type: application/pkixcmp");
+        h->headers = curl_slist_append(h->headers, "Accept: application/pkixcmp");
+        /* PEERS.md: `openssl cmp` never answers 100-continue; curl would wait 1 s */
+        h->headers = curl_slist_append(h->headers, "Expect:");
+        /* RFC 9482 §2.4 asks for chunked transfer encoding where the server supports
+         * it; `openssl cmp` does not (400), so requests carry Content-Length. */
+        if (!h->headers) {
+                upstream_http_free(h);
+                return -ENOMEM;
+        }
+        *ret = h;
+        return 0;
+}
+
+void upstream_http_set_max_response(struct upstream_http *h, size_t max_response) {
+        h->max_response = max_response;
+}
+
+struct upstream_http *upstream_http_free(struct upstream_http *h) {
+        if (!h)
+                return NULL;
+        if (h->multi)
+                curl_multi_cleanup(h->multi);
+        sd_event_source_disable_unref(h->timer);
+        curl_slist_free_all(h->headers);
+        sd_event_unref(h->event);
+        free(h);
+        return NULL;
+}

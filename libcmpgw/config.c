@@ -1,0 +1,572 @@
+/* config.c -- cmpgw.json with json-c: parse, validate, default */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cmp_path.h"
+
+struct parser {
+        const char *source;     /* file name for messages */
+        char *err;
+};
+
+static int fail(struct parser *p, const char *key, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int fail(struct parser *p, const char *key, const char *fmt, ...) {
+        char what[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        free(p->err);
+        if (asprintf(&p->err, "%s: %s%s%s", p->source, key ? key : "", key ? ": " : "", what) < 0)
+                p->err = NULL;
+        return -EINVAL;
+}
+
+/* Every object is checked against the keys it may hold: a typo is an error
+ * that names the key, never silently ignored. */
+static int check_keys(struct parser *p, const char *where, struct json_object *o,
+                      const char *const *allowed) {
+        json_object_object_foreach(o, key, val) {
+                bool ok = false;
+                (void) val;
+                for (const char *const *a = allowed; *a; a++)
+                        ok = ok || strcmp(*a, key) == 0;
+                if (!ok) {
+                        char full[256];
+                        snprintf(full, sizeof full, "%s%s%s", where, *where ? "." : "", key);
+                        return fail(p, full, "unknown key (check its spelling; see cmpgw.json(5))");
+                }
+        }
+        return 0;
+}
+
+static int get_string(struct parser *p, const char *key, struct json_object *v, char **ret) {
+        if (!json_object_is_type(v, json_type_string))
+                return fail(p, key, "expected a string");
+        *ret = strdup(json_object_get_string(v));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int get_uint(struct parser *p, const char *key, struct json_object *v,
+                    uint64_t min, uint64_t max, uint64_t *ret) {
+        int64_t n;
+
+        if (!json_object_is_type(v, json_type_int))
+                return fail(p, key, "expected a whole number from %llu to %llu",
+                            (unsigned long long) min, (unsigned long long) max);
+        n = json_object_get_int64(v);
+        if (n < 0 || (uint64_t) n < min || (uint64_t) n > max)
+                return fail(p, key, "%lld is out of range: expected %llu to %llu", (long long) n,
+                            (unsigned long long) min, (unsigned long long) max);
+        *ret = (uint64_t) n;
+        return 0;
+}
+
+/* seconds as a JSON number (fractions allowed) → microseconds */
+static int get_seconds(struct parser *p, const char *key, struct json_object *v,
+                       double min, double max, uint64_t *ret) {
+        double d;
+
+        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+                return fail(p, key, "expected a number of seconds");
+        d = json_object_get_double(v);
+        if (!(d >= min && d <= max))
+                return fail(p, key, "%g is out of range: expected %g to %g seconds", d, min, max);
+        *ret = (uint64_t) (d * 1e6);
+        return 0;
+}
+
+static int get_bool(struct parser *p, const char *key, struct json_object *v, bool *ret) {
+        if (!json_object_is_type(v, json_type_boolean))
+                return fail(p, key, "expected true or false");
+        *ret = json_object_get_boolean(v);
+        return 0;
+}
+
+const char *config_scheme_name(enum cmpgw_scheme s) {
+        static const char *const names[] = { "coap", "coaps", "http", "https" };
+        return names[s];
+}
+
+static bool scheme_from_uri(const char *uri, enum cmpgw_scheme *s, const char **rest) {
+        static const struct { const char *prefix; enum cmpgw_scheme s; } t[] = {
+                { "coap://", SCHEME_COAP }, { "coaps://", SCHEME_COAPS },
+                { "http://", SCHEME_HTTP }, { "https://", SCHEME_HTTPS },
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+                if (strncmp(uri, t[i].prefix, strlen(t[i].prefix)) == 0) {
+                        *s = t[i].s;
+                        *rest = uri + strlen(t[i].prefix);
+                        return true;
+                }
+        return false;
+}
+
+/* "host", "host:port", "[v6]", "[v6]:port", followed by "/..." or nothing */
+static int split_authority(const char *a, char **host, uint16_t *port, bool *has_port) {
+        const char *end = a + strcspn(a, "/?#"), *hs = a, *he, *colon = NULL;
+
+        *has_port = false;
+        if (*a == '[') {
+                hs = a + 1;
+                he = memchr(hs, ']', (size_t) (end - hs));
+                if (!he)
+                        return -EINVAL;
+                if (he + 1 < end) {
+                        if (he[1] != ':')
+                                return -EINVAL;
+                        colon = he + 1;
+                }
+        } else {
+                colon = memchr(a, ':', (size_t) (end - a));
+                he = colon ? colon : end;
+        }
+        if (he == hs)
+                return -EINVAL;
+        if (colon) {
+                char *e;
+                unsigned long n = strtoul(colon + 1, &e, 10);
+                if (e != end || colon + 1 == end || n == 0 || n > 65535)
+                        return -EINVAL;
+                *port = (uint16_t) n;
+                *has_port = true;
+        }
+        *host = strndup(hs, (size_t) (he - hs));
+        return *host ? 0 : -ENOMEM;
+}
+
+static int parse_listen(struct parser *p, int i, struct json_object *o, struct cmpgw_listen *l) {
+        static const char *const keys[] = { "uri", NULL };
+        struct json_object *v;
+        const char *rest;
+        char where[64];
+        bool has_port;
+        int r;
+
+        snprintf(where, sizeof where, "listen[%d]", i);
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, where, "expected an object like {\"uri\": \"coap://127.0.0.1:5683\"}");
+        if ((r = check_keys(p, where, o, keys)) < 0)
+                return r;
+        snprintf(where, sizeof where, "listen[%d].uri", i);
+        if (!json_object_object_get_ex(o, "uri", &v))
+                return fail(p, where, "missing: say where to listen, e.g. \"coap://127.0.0.1:5683\"");
+        if ((r = get_string(p, where, v, &l->uri)) < 0)
+                return r;
+        if (!scheme_from_uri(l->uri, &l->scheme, &rest) ||
+            (l->scheme != SCHEME_COAP && l->scheme != SCHEME_COAPS))
+                return fail(p, where, "\"%s\": expected a coap:// or coaps:// URI", l->uri);
+        if (l->scheme == SCHEME_COAPS)
+                return fail(p, where, "\"%s\": coaps:// listeners are not supported by this version; use coap://", l->uri);
+        if (split_authority(rest, &l->host, &l->port, &has_port) < 0)
+                return fail(p, where, "\"%s\": expected coap://HOST[:PORT] with a numeric port from 1 to 65535", l->uri);
+        if (!has_port)  /* RFC 9482 §2.2: default ports */
+                l->port = l->scheme == SCHEME_COAP ? 5683 : 5684;
+        return 0;
+}
+
+static int parse_labels(struct parser *p, const char *where, struct json_object *v,
+                        struct cmpgw_upstream *u) {
+        size_t n;
+
+        if (!json_object_is_type(v, json_type_array))
+                return fail(p, where, "expected an array of labels, e.g. [\"factory\"]");
+        n = json_object_array_length(v);
+        u->labels = calloc(n ? n : 1, sizeof *u->labels);
+        if (!u->labels)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(v, i);
+                const char *s;
+                if (!json_object_is_type(e, json_type_string))
+                        return fail(p, where, "element %zu: expected a string", i);
+                s = json_object_get_string(e);
+                if (!cmp_label_valid(s, strlen(s)))
+                        return fail(p, where, "\"%s\": a label is 1 to %d characters of A-Z a-z 0-9 - . _ ~ and not \".\" or \"..\"",
+                                    s, CMP_LABEL_MAX);
+                u->labels[i] = strdup(s);
+                if (!u->labels[i])
+                        return -ENOMEM;
+                u->n_labels++;
+        }
+        return 0;
+}
+
+static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
+        static const char *const keys[] = { "name", "uri", "timeout", "labels", "default", NULL };
+        struct json_object *v;
+        const char *rest;
+        char where[64], key[96];
+        int r;
+
+        snprintf(where, sizeof where, "upstreams[%d]", i);
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, where, "expected an object like {\"name\": \"ca\", \"uri\": \"http://127.0.0.1:8080/pkix/\"}");
+        if ((r = check_keys(p, where, o, keys)) < 0)
+                return r;
+        u->timeout_usec = 30 * 1000000ULL;
+#define KEY(k) (snprintf(key, sizeof key, "%s.%s", where, k), key)
+        if (!json_object_object_get_ex(o, "name", &v))
+                return fail(p, KEY("name"), "missing: give each upstream a name");
+        if ((r = get_string(p, KEY("name"), v, &u->name)) < 0)
+                return r;
+        if (!json_object_object_get_ex(o, "uri", &v))
+                return fail(p, KEY("uri"), "missing: the RA/CA URI, e.g. \"http://127.0.0.1:8080/pkix/\"");
+        if ((r = get_string(p, KEY("uri"), v, &u->uri)) < 0)
+                return r;
+        if (!scheme_from_uri(u->uri, &u->scheme, &rest) || *rest == '\0' || *rest == '/')
+                return fail(p, KEY("uri"), "\"%s\": expected an http://, https://, coap:// or coaps:// URI with a host", u->uri);
+        if (u->scheme != SCHEME_HTTP && u->scheme != SCHEME_HTTPS)
+                return fail(p, KEY("uri"), "\"%s\": only http:// and https:// upstreams are supported by this version", u->uri);
+        if (json_object_object_get_ex(o, "timeout", &v) &&
+            (r = get_seconds(p, KEY("timeout"), v, 0.1, 3600, &u->timeout_usec)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "labels", &v) &&
+            (r = parse_labels(p, KEY("labels"), v, u)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "default", &v) &&
+            (r = get_bool(p, KEY("default"), v, &u->is_default)) < 0)
+                return r;
+        u->default_given = json_object_object_get_ex(o, "default", NULL);
+#undef KEY
+        return 0;
+}
+
+static int parse_array(struct parser *p, struct json_object *root, const char *key,
+                       bool required, size_t elem_size, void **arr, size_t *n,
+                       int (*each)(struct parser *, int, struct json_object *, void *)) {
+        struct json_object *v;
+        size_t len;
+
+        if (!json_object_object_get_ex(root, key, &v)) {
+                if (required)
+                        return fail(p, key, "missing (see cmpgw.json(5) for a minimal file)");
+                return 0;
+        }
+        if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) == 0)
+                return fail(p, key, "expected a non-empty array");
+        len = json_object_array_length(v);
+        *arr = calloc(len, elem_size);
+        if (!*arr)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                int r = each(p, (int) i, json_object_array_get_idx(v, i), (char *) *arr + i * elem_size);
+                (*n)++;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int each_listen(struct parser *p, int i, struct json_object *o, void *e) {
+        return parse_listen(p, i, o, e);
+}
+
+static int each_upstream(struct parser *p, int i, struct json_object *o, void *e) {
+        return parse_upstream(p, i, o, e);
+}
+
+static int parse_coap(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
+        static const char *const keys[] = {
+                "block_size", "max_message_size", "transfer_timeout", "unavailable_max_age", NULL };
+        struct json_object *v;
+        uint64_t n;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, "coap", "expected an object");
+        if ((r = check_keys(p, "coap", o, keys)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "block_size", &v)) {
+                if ((r = get_uint(p, "coap.block_size", v, 16, 1024, &n)) < 0)
+                        return r;
+                if (n & (n - 1))  /* RFC 7959 §2.2: SZX gives powers of two */
+                        return fail(p, "coap.block_size", "%llu is not a power of two: use 16, 32, 64, 128, 256, 512 or 1024",
+                                    (unsigned long long) n);
+                c->block_size = n;
+        }
+        if (json_object_object_get_ex(o, "max_message_size", &v)) {
+                if ((r = get_uint(p, "coap.max_message_size", v, 256, 16 * 1024 * 1024, &n)) < 0)
+                        return r;
+                c->max_message_size = n;
+        }
+        if (json_object_object_get_ex(o, "transfer_timeout", &v) &&
+            (r = get_seconds(p, "coap.transfer_timeout", v, 1, 3600, &c->transfer_timeout_usec)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "unavailable_max_age", &v)) {
+                if ((r = get_uint(p, "coap.unavailable_max_age", v, 0, 86400, &n)) < 0)
+                        return r;
+                c->unavailable_max_age = (uint32_t) n;
+        }
+        return 0;
+}
+
+static int parse_registry(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
+        static const char *const keys[] = { "path", NULL };
+        struct json_object *v;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, "registry", "expected an object like {\"path\": \"%s\"}", CMPGW_DEFAULT_REGISTRY);
+        if ((r = check_keys(p, "registry", o, keys)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "path", &v)) {
+                free(c->registry_path);
+                c->registry_path = NULL;
+                if ((r = get_string(p, "registry.path", v, &c->registry_path)) < 0)
+                        return r;
+                if (c->registry_path[0] != '/')
+                        return fail(p, "registry.path", "\"%s\": expected an absolute path", c->registry_path);
+        }
+        return 0;
+}
+
+static int parse_dbus(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
+        static const char *const keys[] = { "bus", NULL };
+        struct json_object *v;
+        const char *s;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, "dbus", "expected an object like {\"bus\": \"system\"}");
+        if ((r = check_keys(p, "dbus", o, keys)) < 0)
+                return r;
+        if (!json_object_object_get_ex(o, "bus", &v))
+                return 0;
+        if (!json_object_is_type(v, json_type_string))
+                return fail(p, "dbus.bus", "expected \"system\", \"session\" or \"none\"");
+        s = json_object_get_string(v);
+        if (strcmp(s, "system") == 0)
+                c->bus = BUS_SYSTEM;
+        else if (strcmp(s, "session") == 0)
+                c->bus = BUS_SESSION;
+        else if (strcmp(s, "none") == 0)
+                c->bus = BUS_NONE;
+        else
+                return fail(p, "dbus.bus", "\"%s\": expected \"system\", \"session\" or \"none\"", s);
+        return 0;
+}
+
+static int parse_announcements(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
+        static const char *const keys[] = { "trusted", NULL };
+        struct json_object *v;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, "announcements", "expected an object like {\"trusted\": \"/etc/cmpgw/ann-trust.pem\"}");
+        if ((r = check_keys(p, "announcements", o, keys)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "trusted", &v))
+                return get_string(p, "announcements.trusted", v, &c->ann_trusted);
+        return 0;
+}
+
+static int check_routes(struct parser *p, struct cmpgw_config *c) {
+        size_t n_default = 0;
+
+        for (size_t i = 0; i < c->n_upstreams; i++) {
+                struct cmpgw_upstream *u = &c->upstreams[i];
+                n_default += u->is_default;
+                for (size_t j = 0; j < i; j++) {
+                        if (strcmp(c->upstreams[j].name, u->name) == 0) {
+                                char key[64];
+                                snprintf(key, sizeof key, "upstreams[%zu].name", i);
+                                return fail(p, key, "\"%s\" is used twice: names must be unique", u->name);
+                        }
+                        for (size_t a = 0; a < u->n_labels; a++)
+                                for (size_t b = 0; b < c->upstreams[j].n_labels; b++)
+                                        if (strcmp(u->labels[a], c->upstreams[j].labels[b]) == 0) {
+                                                char key[64];
+                                                snprintf(key, sizeof key, "upstreams[%zu].labels", i);
+                                                return fail(p, key, "label \"%s\" is also routed to upstream \"%s\": a label takes one upstream",
+                                                            u->labels[a], c->upstreams[j].name);
+                                        }
+                }
+        }
+        if (n_default > 1)
+                return fail(p, "upstreams", "%zu upstreams say \"default\": true; at most one may", n_default);
+        return 0;
+}
+
+static int parse_root(struct parser *p, struct json_object *root, struct cmpgw_config *c) {
+        static const char *const keys[] = {
+                "listen", "upstreams", "coap", "registry", "dbus", "announcements", NULL };
+        struct json_object *v;
+        int r;
+
+        if (!json_object_is_type(root, json_type_object))
+                return fail(p, NULL, "expected a JSON object at the top level");
+        if ((r = check_keys(p, "", root, keys)) < 0)
+                return r;
+        if ((r = parse_array(p, root, "listen", true, sizeof *c->listen,
+                             (void **) &c->listen, &c->n_listen, each_listen)) < 0)
+                return r;
+        if ((r = parse_array(p, root, "upstreams", true, sizeof *c->upstreams,
+                             (void **) &c->upstreams, &c->n_upstreams, each_upstream)) < 0)
+                return r;
+        if (json_object_object_get_ex(root, "coap", &v) && (r = parse_coap(p, v, c)) < 0)
+                return r;
+        if (json_object_object_get_ex(root, "registry", &v) && (r = parse_registry(p, v, c)) < 0)
+                return r;
+        if (json_object_object_get_ex(root, "dbus", &v) && (r = parse_dbus(p, v, c)) < 0)
+                return r;
+        if (json_object_object_get_ex(root, "announcements", &v) && (r = parse_announcements(p, v, c)) < 0)
+                return r;
+        if (c->max_message_size < c->block_size)
+                return fail(p, "coap.max_message_size", "smaller than coap.block_size (%zu)", c->block_size);
+        return check_routes(p, c);
+}
+
+static struct cmpgw_config *config_new_defaults(void) {
+        struct cmpgw_config *c = calloc(1, sizeof *c);
+
+        if (!c)
+                return NULL;
+        c->block_size = 1024;
+        c->max_message_size = 65536;
+        c->transfer_timeout_usec = 30 * 1000000ULL;
+        c->unavailable_max_age = 30;
+        c->bus = BUS_SYSTEM;
+        c->registry_path = strdup(CMPGW_DEFAULT_REGISTRY);
+        if (!c->registry_path) {
+                free(c);
+                return NULL;
+        }
+        return c;
+}
+
+static int config_parse(struct parser *p, const char *json, size_t len,
+                        struct cmpgw_config **ret) {
+        struct json_tokener *tok = json_tokener_new();
+        struct json_object *root;
+        struct cmpgw_config *c;
+        int r;
+
+        if (!tok)
+                return -ENOMEM;
+        root = json_tokener_parse_ex(tok, json, (int) len);
+        if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+            json_tokener_get_parse_end(tok) < len) {
+                enum json_tokener_error e = json_tokener_get_error(tok);
+                r = fail(p, NULL, "not valid JSON near byte %zu: %s", json_tokener_get_parse_end(tok),
+                         e == json_tokener_success ? "text after the end of the object" :
+                         e == json_tokener_continue ? "unexpected end of file" : json_tokener_error_desc(e));
+                json_object_put(root);
+                json_tokener_free(tok);
+                return r;
+        }
+        json_tokener_free(tok);
+        c = config_new_defaults();
+        if (!c) {
+                json_object_put(root);
+                return -ENOMEM;
+        }
+        r = parse_root(p, root, c);
+        json_object_put(root);
+        if (r < 0) {
+                config_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+int config_load_string(const char *json, struct cmpgw_config **ret, char **err) {
+        struct parser p = { .source = "config" };
+        int r = config_parse(&p, json, strlen(json), ret);
+
+        if (err)
+                *err = p.err;
+        else
+                free(p.err);
+        return r;
+}
+
+#define CONFIG_MAX_SIZE (1024 * 1024)
+
+int config_load_file(const char *path, struct cmpgw_config **ret, char **err) {
+        struct parser p = { .source = path };
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                fail(&p, NULL, "cannot open: %s", strerror(-r));
+                goto out;
+        }
+        buf = malloc(CONFIG_MAX_SIZE + 1);
+        if (!buf) {
+                fclose(f);
+                r = -ENOMEM;
+                goto out;
+        }
+        len = fread(buf, 1, CONFIG_MAX_SIZE + 1, f);
+        if (ferror(f) || len > CONFIG_MAX_SIZE) {
+                r = len > CONFIG_MAX_SIZE ? -EFBIG : -EIO;
+                fail(&p, NULL, len > CONFIG_MAX_SIZE ? "larger than 1 MiB" : "read error");
+                fclose(f);
+                goto out;
+        }
+        fclose(f);
+        buf[len] = '\0';
+        r = config_parse(&p, buf, len, ret);
+out:
+        free(buf);
+        if (err)
+                *err = p.err;
+        else
+                free(p.err);
+        return r;
+}
+
+void config_free(struct cmpgw_config *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->n_listen; i++) {
+                free(c->listen[i].uri);
+                free(c->listen[i].host);
+        }
+        free(c->listen);
+        for (size_t i = 0; i < c->n_upstreams; i++) {
+                struct cmpgw_upstream *u = &c->upstreams[i];
+                free(u->name);
+                free(u->uri);
+                for (size_t j = 0; j < u->n_labels; j++)
+                        free(u->labels[j]);
+                free(u->labels);
+        }
+        free(c->upstreams);
+        free(c->registry_path);
+        free(c->ann_trusted);
+        free(c);
+}
+
+const struct cmpgw_upstream *config_route(const struct cmpgw_config *c, const char *label) {
+        const struct cmpgw_upstream *def = NULL;
+
+        for (size_t i = 0; i < c->n_upstreams; i++) {
+                const struct cmpgw_upstream *u = &c->upstreams[i];
+                for (size_t j = 0; label && *label && j < u->n_labels; j++)
+                        if (strcmp(u->labels[j], label) == 0)
+                                return u;
+                if (u->is_default)
+                        def = u;
+        }
+        /* PRODUCT.md: with one upstream it is the default route */
+        if (!def && c->n_upstreams == 1 && !c->upstreams[0].default_given)
+                def = &c->upstreams[0];
+        return def;
+}

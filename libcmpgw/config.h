@@ -1,0 +1,66 @@
+/* config.h -- cmpgw.json: parsed, validated, with documented defaults
+ *
+ * Every key is described in doc/cmpgw.json.5. Unknown keys are errors that
+ * name the key (PRODUCT.md: Files). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CMPGW_DEFAULT_CONFIG   "/etc/cmpgw/cmpgw.json"
+#define CMPGW_DEFAULT_REGISTRY "/var/lib/cmpgw/registry.db"
+
+enum cmpgw_scheme { SCHEME_COAP, SCHEME_COAPS, SCHEME_HTTP, SCHEME_HTTPS };
+
+struct cmpgw_listen {
+        char *uri;                      /* as configured */
+        enum cmpgw_scheme scheme;       /* coap or coaps */
+        char *host;                     /* numeric address or name */
+        uint16_t port;                  /* default 5683 / 5684 (RFC 9482 §2.2) */
+};
+
+struct cmpgw_upstream {
+        char *name;
+        char *uri;
+        enum cmpgw_scheme scheme;
+        uint64_t timeout_usec;          /* "timeout" seconds, default 30 */
+        char **labels;                  /* "labels": routes /p/<label> here */
+        size_t n_labels;
+        bool is_default;                /* "default": true */
+        bool default_given;             /* "default" present (false opts out of the one-upstream rule) */
+};
+
+enum cmpgw_bus { BUS_SYSTEM, BUS_SESSION, BUS_NONE };
+
+struct cmpgw_config {
+        struct cmpgw_listen *listen;
+        size_t n_listen;
+        struct cmpgw_upstream *upstreams;
+        size_t n_upstreams;
+
+        /* "coap": {...} */
+        size_t block_size;              /* "block_size", 16..1024, power of 2; default 1024 */
+        size_t max_message_size;        /* "max_message_size" bytes; default 65536 */
+        uint64_t transfer_timeout_usec; /* "transfer_timeout" s: abandoned Block1 transfers; default 30 */
+        uint32_t unavailable_max_age;   /* "unavailable_max_age" s: Max-Age on 5.03; default 30 */
+
+        char *registry_path;            /* "registry": {"path"} */
+        enum cmpgw_bus bus;             /* "dbus": {"bus"} */
+        char *ann_trusted;              /* "announcements": {"trusted"} */
+        uint64_t watchdog_usec;         /* not configured: from $WATCHDOG_USEC */
+};
+
+/* Load and validate. On error returns negative errno and, when err is
+ * non-NULL, a malloc'd message naming the file, the key and what is
+ * expected. */
+int config_load_file(const char *path, struct cmpgw_config **ret, char **err);
+int config_load_string(const char *json, struct cmpgw_config **ret, char **err);
+void config_free(struct cmpgw_config *c);
+
+/* The upstream that takes /p/<label> (label "" = no label): the one that
+ * lists the label, else the default route (the only upstream when there
+ * is one, else the one marked "default"). NULL: no route (4.04). */
+const struct cmpgw_upstream *config_route(const struct cmpgw_config *c, const char *label);
+
+const char *config_scheme_name(enum cmpgw_scheme s);
