@@ -1,0 +1,178 @@
+/* Unit tests: cmpgw.json parsing, defaults, error messages and routing */
+#include <errno.h>
+
+#include "config.h"
+#include "test.h"
+
+/* PRODUCT.md's minimal file, verbatim: valid now and in every later version */
+static const char minimal[] =
+        "{\n"
+        "  \"listen\":    [ { \"uri\": \"coap://127.0.0.1:5683\" } ],\n"
+        "  \"upstreams\": [ { \"name\": \"ca\", \"uri\": \"http://127.0.0.1:8080/pkix/\" } ],\n"
+        "  \"registry\":  { \"path\": \"/var/lib/cmpgw/registry.db\" },\n"
+        "  \"dbus\":      { \"bus\": \"system\" }\n"
+        "}\n";
+
+static void expect_error(const char *json, const char *needle) {
+        struct cmpgw_config *c = NULL;
+        char *err = NULL;
+        int r = config_load_string(json, &c, &err);
+
+        CHECK(r < 0);
+        CHECK(c == NULL);
+        CHECK(err != NULL);
+        if (err && !strstr(err, needle)) {
+                fprintf(stderr, "error \"%s\" does not mention \"%s\"\n", err, needle);
+                test_failures++;
+        }
+        free(err);
+        config_free(c);
+}
+
+static struct cmpgw_config *load_ok(const char *json) {
+        struct cmpgw_config *c = NULL;
+        char *err = NULL;
+
+        if (config_load_string(json, &c, &err) < 0) {
+                fprintf(stderr, "unexpected config error: %s\n", err ? err : "?");
+                test_failures++;
+        }
+        free(err);
+        return c;
+}
+
+static void test_minimal(void) {
+        struct cmpgw_config *c = load_ok(minimal);
+
+        if (!c)
+                return;
+        CHECK_INT(c->n_listen, 1);
+        CHECK_STR(c->listen[0].host, "127.0.0.1");
+        CHECK_INT(c->listen[0].port, 5683);
+        CHECK_INT(c->listen[0].scheme, SCHEME_COAP);
+        CHECK_INT(c->n_upstreams, 1);
+        CHECK_STR(c->upstreams[0].name, "ca");
+        CHECK_INT(c->upstreams[0].timeout_usec, 30000000);
+        CHECK_STR(c->registry_path, "/var/lib/cmpgw/registry.db");
+        CHECK_INT(c->bus, BUS_SYSTEM);
+        /* documented defaults */
+        CHECK_INT(c->block_size, 1024);
+        CHECK_INT(c->max_message_size, 65536);
+        CHECK_INT(c->transfer_timeout_usec, 30000000);
+        CHECK_INT(c->unavailable_max_age, 30);
+        /* one upstream: the default route */
+        CHECK(config_route(c, "") == &c->upstreams[0]);
+        CHECK(config_route(c, "anything") == &c->upstreams[0]);
+        config_free(c);
+}
+
+static void test_defaults_and_options(void) {
+        struct cmpgw_config *c = load_ok(
+                "{\"listen\":[{\"uri\":\"coap://[::1]\"},{\"uri\":\"coap://0.0.0.0:7000/\"}],"
+                " \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/.well-known/cmp\",\"labels\":[\"x\",\"y\"],\"timeout\":2.5},"
+                "                {\"name\":\"b\",\"uri\":\"https://b/\",\"default\":true}],"
+                " \"coap\":{\"block_size\":256,\"max_message_size\":4096,\"transfer_timeout\":5,\"unavailable_max_age\":7},"
+                " \"dbus\":{\"bus\":\"none\"}, \"announcements\":{\"trusted\":\"/etc/t.pem\"}}");
+
+        if (!c)
+                return;
+        CHECK_STR(c->listen[0].host, "::1");
+        CHECK_INT(c->listen[0].port, 5683);     /* RFC 9482 §2.2 default port */
+        CHECK_INT(c->listen[1].port, 7000);
+        CHECK_INT(c->upstreams[0].timeout_usec, 2500000);
+        CHECK_INT(c->block_size, 256);
+        CHECK_INT(c->max_message_size, 4096);
+        CHECK_INT(c->transfer_timeout_usec, 5000000);
+        CHECK_INT(c->unavailable_max_age, 7);
+        CHECK_INT(c->bus, BUS_NONE);
+        CHECK_STR(c->ann_trusted, "/etc/t.pem");
+        CHECK(config_route(c, "x") == &c->upstreams[0]);
+        CHECK(config_route(c, "y") == &c->upstreams[0]);
+        CHECK(config_route(c, "") == &c->upstreams[1]);
+        CHECK(config_route(c, "z") == &c->upstreams[1]);
+        config_free(c);
+}
+
+static void test_no_default_route(void) {
+        struct cmpgw_config *c = load_ok(
+                "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],"
+                " \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"labels\":[\"x\"]},"
+                "                {\"name\":\"b\",\"uri\":\"http://b/\",\"labels\":[\"y\"]}]}");
+
+        if (!c)
+                return;
+        CHECK(config_route(c, "x") == &c->upstreams[0]);
+        CHECK(config_route(c, "y") == &c->upstreams[1]);
+        CHECK(config_route(c, "") == NULL);
+        CHECK(config_route(c, "z") == NULL);
+        config_free(c);
+
+        /* one upstream that opts out of being the default */
+        c = load_ok("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],"
+                    " \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"labels\":[\"x\"],\"default\":false}]}");
+        if (!c)
+                return;
+        CHECK(config_route(c, "x") == &c->upstreams[0]);
+        CHECK(config_route(c, "") == NULL);
+        config_free(c);
+}
+
+static void test_errors(void) {
+        expect_error("{", "not valid JSON");
+        expect_error("[]", "top level");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}]}", "upstreams: missing");
+        expect_error("{\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}", "listen: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"bogus\":1}",
+                     "bogus: unknown key");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"port\":1}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}",
+                     "listen[0].port: unknown key");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"coap\":{\"blocksize\":16}}",
+                     "coap.blocksize: unknown key");
+        expect_error("{\"listen\":[{\"uri\":\"http://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}",
+                     "listen[0].uri");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1:99999\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}",
+                     "listen[0].uri");
+        expect_error("{\"listen\":[{\"uri\":5683}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}",
+                     "listen[0].uri: expected a string");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"ftp://a/\"}]}",
+                     "upstreams[0].uri");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"uri\":\"http://a/\"}]}",
+                     "upstreams[0].name: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"timeout\":\"5\"}]}",
+                     "upstreams[0].timeout: expected a number");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"coap\":{\"block_size\":100}}",
+                     "coap.block_size: 100 is not a power of two");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"coap\":{\"block_size\":2048}}",
+                     "coap.block_size: 2048 is out of range");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"dbus\":{\"bus\":\"user\"}}",
+                     "dbus.bus");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"registry\":{\"path\":\"rel.db\"}}",
+                     "registry.path");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"labels\":[\"../x\"]}]}",
+                     "upstreams[0].labels");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"},{\"name\":\"a\",\"uri\":\"http://b/\"}]}",
+                     "used twice");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"labels\":[\"x\"]},{\"name\":\"b\",\"uri\":\"http://b/\",\"labels\":[\"x\"]}]}",
+                     "label \"x\" is also routed");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"default\":true},{\"name\":\"b\",\"uri\":\"http://b/\",\"default\":true}]}",
+                     "at most one");
+        expect_error("{\"listen\":[],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}", "listen: expected a non-empty array");
+}
+
+static void test_file(void) {
+        struct cmpgw_config *c = NULL;
+        char *err = NULL;
+
+        CHECK_INT(config_load_file("/nonexistent/cmpgw.json", &c, &err), -ENOENT);
+        CHECK(err && strstr(err, "/nonexistent/cmpgw.json") && strstr(err, "cannot open"));
+        free(err);
+}
+
+int main(void) {
+        test_minimal();
+        test_defaults_and_options();
+        test_no_default_route();
+        test_errors();
+        test_file();
+        TEST_MAIN_END();
+}
