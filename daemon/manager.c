@@ -137,7 +137,7 @@ int manager_new(const char *config_path, struct cmpgw_config *config, Manager **
         /* sd-event pings the service manager's watchdog (WATCHDOG_USEC) */
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
-                goto fail;
+                log_warning("watchdog requested but not usable (WATCHDOG_USEC/WATCHDOG_PID): %s", strerror(-r));
         *ret = m;
         return 0;
 fail:
