@@ -24,11 +24,13 @@
 #define MAX_TRANSFERS 1024
 #define BLOCK_OVERHEAD 128      /* CoAP header, token and options around a block */
 
+/* One Block1 transfer, named by session and Request-Tag (RFC 9175 §3):
+ * clients may use a new token for every block (RFC 7959 §2.3). */
 struct transfer {
         LIST_FIELDS(struct transfer, transfers);
         coap_session_t *session;        /* compared, never dereferenced */
-        uint8_t token[8];
-        size_t token_len;
+        uint8_t tag[8];
+        size_t tag_len;
         uint8_t *buf;
         size_t len;
         uint64_t last_usec;
@@ -117,13 +119,30 @@ static void answer_request(coap_resource_t *resource, coap_session_t *session,
 
 /* ---- Block1 reassembly ----------------------------------------------- */
 
+struct request_tag {
+        uint8_t v[8];
+        size_t len;
+};
+
+static struct request_tag request_tag_of(const coap_pdu_t *pdu) {
+        struct request_tag tag = { .len = 0 };
+        coap_opt_iterator_t it;
+        coap_opt_t *o = coap_check_option(pdu, COAP_OPTION_RTAG, &it);
+
+        if (o && coap_opt_length(o) <= sizeof tag.v) {
+                tag.len = coap_opt_length(o);
+                memcpy(tag.v, coap_opt_value(o), tag.len);
+        }
+        return tag;
+}
+
 static struct transfer *transfer_find(struct coap_server *s, coap_session_t *session,
-                                      coap_bin_const_t token) {
+                                      const struct request_tag *tag) {
         struct transfer *t, *n;
 
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
-                if (t->session == session && t->token_len == token.length &&
-                    memcmp(t->token, token.s, token.length) == 0)
+                if (t->session == session && t->tag_len == tag->len &&
+                    memcmp(t->tag, tag->v, tag->len) == 0)
                         return t;
         return NULL;
 }
@@ -137,17 +156,17 @@ static void transfer_free(struct coap_server *s, struct transfer *t) {
 }
 
 static struct transfer *transfer_new(struct coap_server *s, coap_session_t *session,
-                                     coap_bin_const_t token) {
+                                     const struct request_tag *tag) {
         struct transfer *t;
 
-        if (s->n_transfers >= MAX_TRANSFERS || token.length > sizeof t->token)
+        if (s->n_transfers >= MAX_TRANSFERS)
                 return NULL;
         t = calloc(1, sizeof *t);
         if (!t)
                 return NULL;
         t->session = session;
-        t->token_len = token.length;
-        memcpy(t->token, token.s, token.length);
+        t->tag_len = tag->len;
+        memcpy(t->tag, tag->v, tag->len);
         LIST_PREPEND(transfers, s->transfers, t);
         s->n_transfers++;
         return t;
@@ -431,6 +450,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         coap_bin_const_t token = coap_pdu_get_token(request);
         coap_async_t *async = coap_find_async(session, token);
         struct cmp_path path;
+        struct request_tag tag;
         struct transfer *t;
         const uint8_t *data;
         size_t len, offset, total;
@@ -462,7 +482,8 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         if (total > c->max_message_size || offset + len > c->max_message_size)
                 return answer_too_large(s, response, total > offset + len ? total : offset + len);
 
-        t = transfer_find(s, session, token);
+        tag = request_tag_of(request);
+        t = transfer_find(s, session, &tag);
         if (offset == 0 && t) {         /* a restarted transfer */
                 transfer_free(s, t);
                 t = NULL;
@@ -476,7 +497,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                 return start_request(s, resource, session, request, response, &path, body, len, true);
         }
         if (offset == 0) {
-                t = transfer_new(s, session, token);
+                t = transfer_new(s, session, &tag);
                 if (!t)
                         return answer_error(response, 503, 5, "too many block-wise transfers in progress");
         }
@@ -673,8 +694,9 @@ static int on_gc(sd_event_source *src, uint64_t usec, void *userdata) {
         LIST_FOREACH_SAFE(kept, k, kn, s->kept)
                 if (usec > k->expires_usec)
                         kept_free(s, k);
+        usec = now_usec(s);     /* the timer's own time may precede last_usec */
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
-                if (usec - t->last_usec > limit) {
+                if (usec > t->last_usec + limit) {
                         log_debug("dropping an abandoned block-wise transfer of %zu bytes", t->len);
                         transfer_free(s, t);
                 }
