@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# test.sh -- install dependencies, build cmpgw twice (plain in build/,
+# ASan+UBSan in build-asan/), run every test in both, and print the totals.
+# Last line: "N passed, N failed[, N skipped]".  Exit status non-zero when
+# a test failed, when a build failed, or when no test ran at all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/deps.sh
+
+# setup DIR [meson options]: configure once, reconfigure afterwards
+setup() {
+        local dir=$1
+        shift
+        if [[ -f $dir/build.ninja ]]; then
+                meson setup --reconfigure "$dir" "$@"
+        else
+                meson setup "$dir" "$@"
+        fi
+}
+
+setup build
+setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+status=0
+build_failures=0
+rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
+if ninja -C build; then
+        meson test -C build --print-errorlogs || status=1
+else
+        echo "test.sh: build failed in build/" >&2
+        status=1 build_failures=$((build_failures + 1))
+fi
+if ninja -C build-asan; then
+        ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                meson test -C build-asan --print-errorlogs || status=1
+else
+        echo "test.sh: build failed in build-asan/" >&2
+        status=1 build_failures=$((build_failures + 1))
+fi
+
+# a failed build counts as one failed test, so that the totals show it
+python3 - "$build_failures" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY' || status=1
+import json, os, sys
+passed = skipped = 0
+failed = int(sys.argv[1])
+for path in sys.argv[2:]:
+    if not os.path.exists(path):
+        print("test.sh: no %s (no tests ran there)" % path, file=sys.stderr)
+        continue
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line).get("result", "")
+            if r in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif r == "SKIP":
+                skipped += 1
+            else:               # FAIL TIMEOUT ERROR UNEXPECTEDPASS
+                failed += 1
+                print("test.sh: %s: %s %s" % (os.path.dirname(os.path.dirname(path)),
+                      r, json.loads(line).get("name")), file=sys.stderr)
+line = "%d passed, %d failed" % (passed, failed)
+if skipped:
+    line += ", %d skipped" % skipped
+print(line)
+sys.exit(1 if failed or passed + failed == 0 else 0)
+PY
+exit "$status"
