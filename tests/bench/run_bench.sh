@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# run_bench.sh -- CMP exchanges through cmpgwd versus straight to the same
+# fast HTTP upstream, side by side in one run (ratios; machines are noisy).
+#
+#   tests/bench/run_bench.sh [--nodes N] [--requests M]
+#
+# The upstream is nginx (Debian) answering every POST with a fixed PKIMessage
+# captured from `openssl cmp`: a genp (small: one CoAP PDU) and an ip (2 KiB:
+# Block2). The request bodies are real genm and ir messages. Needs a build in
+# build/ (tools/test.sh or meson setup build && ninja -C build).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+NODES=50 REQUESTS=5000
+while (($#)); do
+        case $1 in
+        --nodes) NODES=$2; shift 2 ;;
+        --requests) REQUESTS=$2; shift 2 ;;
+        *) echo "usage: $0 [--nodes N] [--requests M]" >&2; exit 2 ;;
+        esac
+done
+export CMPGWD=$PWD/build/daemon/cmpgwd CMPCOAP=$PWD/build/cli/cmpcoap SRCDIR=$PWD
+BENCH=$PWD/build/tests/bench/cmpgw_bench
+command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 1; }
+[[ -x $BENCH ]] || { echo "no $BENCH: build first" >&2; exit 1; }
+source tests/integration/lib.sh
+TEST_NAME=bench
+
+make_pki
+start_ca "$PKI"
+ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -reqout "$T/genm.der" -rspout "$T/genp.der" >"$T/cap.log" 2>&1
+ossl_cmp -cmd ir -ref "$CA_REF" -secret "$CA_SECRET" -newkey "$PKI/ee.key" -subject /CN=bench \
+        -implicit_confirm -disable_confirm -certout "$T/ee.pem" -trusted "$PKI/trusted.pem" \
+        -reqout "$T/ir.der" -rspout "$T/ip.der" >>"$T/cap.log" 2>&1
+stop_ca
+
+# nginx: static files cannot be POSTed to, so 405 is turned into the file
+NGX_PORT=$(free_port tcp)
+mkdir -p "$T/www/pkix" "$T/ngx"
+cp "$T/genp.der" "$T/www/pkix/genp"
+cp "$T/ip.der" "$T/www/pkix/ip"
+# the worker must read the files in our private temp dir
+user_line=''
+((EUID == 0)) && user_line='user root;'
+cat >"$T/ngx/nginx.conf" <<NGX
+$user_line
+worker_processes 1;
+pid $T/ngx/nginx.pid;
+error_log $T/ngx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $T/ngx/body;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        root $T/www;
+        default_type application/pkixcmp;
+        error_page 405 =200 \$uri;
+    }
+}
+NGX
+nginx -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
+for _ in $(seq 50); do [[ -s $T/ngx/nginx.pid ]] && break; sleep 0.1; done
+NGX_PID=$(cat "$T/ngx/nginx.pid")
+PIDS+=("$NGX_PID")
+
+run_case() {    # NAME REQUEST ANSWER
+        local name=$1 req=$2 ans=$3 conf=$T/gw-$1.json
+        GW_PORT=''
+        write_config "$conf" "[ { \"name\": \"nginx\", \"uri\": \"http://127.0.0.1:$NGX_PORT/pkix/$ans\", \"timeout\": 10 } ]"
+        # as in production: no --verbose (start_gw adds it)
+        "$CMPGWD" --config "$conf" >>"$T/gw.log" 2>&1 &
+        GW_PID=$!
+        PIDS+=("$GW_PID")
+        for _ in $(seq 50); do
+                [[ $("$COAP_CLIENT" -B 1 -m get "$GW_URI/.well-known/core" 2>/dev/null) == *ct=259* ]] && break
+                sleep 0.1
+        done
+        # the answer through the gateway is what nginx serves
+        coap_req check -m post -t 259 -b 64 -f "$req" "$GW_URI/.well-known/cmp"
+        cmp -s "$COAP_BODY" "$T/www/pkix/$ans" || fail "$name: the gateway's answer differs from the upstream's"
+        local http coap rss0 rss1
+        http=$("$BENCH" http "http://127.0.0.1:$NGX_PORT/pkix/$ans" "$req" --nodes "$NODES" --requests "$REQUESTS")
+        rss0=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+        coap=$("$BENCH" coap "$GW_URI/.well-known/cmp" "$req" --nodes "$NODES" --requests "$REQUESTS")
+        rss1=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+        stop_gw
+        echo "case=$name request=$(stat -c %s "$req")B answer=$(stat -c %s "$T/www/pkix/$ans")B"
+        echo "  direct  $http"
+        echo "  cmpgwd  $coap"
+        python3 - "$http" "$coap" "$rss0" "$rss1" <<'PY'
+import sys
+def kv(s): return dict(x.split("=", 1) for x in s.split())
+h, c = kv(sys.argv[1]), kv(sys.argv[2])
+print("  ratio   rate cmpgwd/direct=%.3f  p50 latency cmpgwd/direct=%.2f  p99 cmpgwd/direct=%.2f  cmpgwd RSS %s kB -> %s kB"
+      % (float(c["rate"]) / float(h["rate"]), float(c["p50_ms"]) / float(h["p50_ms"]),
+         float(c["p99_ms"]) / float(h["p99_ms"]), sys.argv[3], sys.argv[4]))
+PY
+}
+
+echo "nodes=$NODES requests=$REQUESTS per case; $(nproc) cores; $(date -u +%FT%TZ)"
+run_case small "$T/genm.der" genp
+run_case large "$T/ir.der" ip
