@@ -312,8 +312,9 @@ static int parse_coap(struct parser *p, struct json_object *o, struct cmpgw_conf
 }
 
 static int parse_registry(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
-        static const char *const keys[] = { "path", NULL };
+        static const char *const keys[] = { "path", "renew_share", "renew_before", NULL };
         struct json_object *v;
+        uint64_t usec;
         int r;
 
         if (!json_object_is_type(o, json_type_object))
@@ -327,6 +328,19 @@ static int parse_registry(struct parser *p, struct json_object *o, struct cmpgw_
                         return r;
                 if (c->registry_path[0] != '/')
                         return fail(p, "registry.path", "\"%s\": expected an absolute path", c->registry_path);
+        }
+        if (json_object_object_get_ex(o, "renew_share", &v)) {
+                if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+                        return fail(p, "registry.renew_share", "expected a number between 0 and 1, e.g. 0.667");
+                c->renew_share = json_object_get_double(v);
+                if (!(c->renew_share > 0 && c->renew_share < 1))
+                        return fail(p, "registry.renew_share", "%g is out of range: expected more than 0 and less than 1",
+                                    c->renew_share);
+        }
+        if (json_object_object_get_ex(o, "renew_before", &v)) {
+                if ((r = get_seconds(p, "registry.renew_before", v, 0, 10 * 365 * 86400.0, &usec)) < 0)
+                        return r;
+                c->renew_before_sec = usec / 1000000;
         }
         return 0;
 }
@@ -437,6 +451,7 @@ static struct cmpgw_config *config_new_defaults(void) {
         c->transfer_timeout_usec = 30 * 1000000ULL;
         c->unavailable_max_age = 30;
         c->bus = BUS_SYSTEM;
+        c->renew_share = 2.0 / 3.0;
         c->registry_path = strdup(CMPGW_DEFAULT_REGISTRY);
         if (!c->registry_path) {
                 free(c);

@@ -46,6 +46,8 @@ struct cmpgw_config {
         uint32_t unavailable_max_age;   /* "unavailable_max_age" s: Max-Age on 5.03; default 30 */
 
         char *registry_path;            /* "registry": {"path"} */
+        double renew_share;             /* "registry": {"renew_share"}, 0 < x < 1; default 2/3 */
+        uint64_t renew_before_sec;      /* "registry": {"renew_before"} seconds; default 0 (off) */
         enum cmpgw_bus bus;             /* "dbus": {"bus"} */
         char *ann_trusted;              /* "announcements": {"trusted"} */
         uint64_t watchdog_usec;         /* not configured: from $WATCHDOG_USEC */

@@ -60,6 +60,8 @@ static void test_minimal(void) {
         CHECK_INT(c->max_message_size, 65536);
         CHECK_INT(c->transfer_timeout_usec, 30000000);
         CHECK_INT(c->unavailable_max_age, 30);
+        CHECK(c->renew_share > 0.666 && c->renew_share < 0.667);
+        CHECK_INT(c->renew_before_sec, 0);
         /* one upstream: the default route */
         CHECK(config_route(c, "") == &c->upstreams[0]);
         CHECK(config_route(c, "anything") == &c->upstreams[0]);
@@ -72,7 +74,8 @@ static void test_defaults_and_options(void) {
                 " \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/.well-known/cmp\",\"labels\":[\"x\",\"y\"],\"timeout\":2.5},"
                 "                {\"name\":\"b\",\"uri\":\"https://b/\",\"default\":true}],"
                 " \"coap\":{\"block_size\":256,\"max_message_size\":4096,\"transfer_timeout\":5,\"unavailable_max_age\":7},"
-                " \"dbus\":{\"bus\":\"none\"}, \"announcements\":{\"trusted\":\"/etc/t.pem\"}}");
+                " \"dbus\":{\"bus\":\"none\"}, \"announcements\":{\"trusted\":\"/etc/t.pem\"},"
+                " \"registry\":{\"path\":\"/tmp/r.db\",\"renew_share\":0.5,\"renew_before\":86400}}");
 
         if (!c)
                 return;
@@ -86,6 +89,9 @@ static void test_defaults_and_options(void) {
         CHECK_INT(c->unavailable_max_age, 7);
         CHECK_INT(c->bus, BUS_NONE);
         CHECK_STR(c->ann_trusted, "/etc/t.pem");
+        CHECK_STR(c->registry_path, "/tmp/r.db");
+        CHECK(c->renew_share == 0.5);
+        CHECK_INT(c->renew_before_sec, 86400);
         CHECK(config_route(c, "x") == &c->upstreams[0]);
         CHECK(config_route(c, "y") == &c->upstreams[0]);
         CHECK(config_route(c, "") == &c->upstreams[1]);
@@ -156,6 +162,8 @@ static void test_errors(void) {
                      "label \"x\" is also routed");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"default\":true},{\"name\":\"b\",\"uri\":\"http://b/\",\"default\":true}]}",
                      "at most one");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],\"registry\":{\"renew_share\":1.5}}",
+                     "registry.renew_share: 1.5 is out of range");
         expect_error("{\"listen\":[],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}", "listen: expected a non-empty array");
 }
 
