@@ -185,6 +185,18 @@ static int transfer_append(struct coap_server *s, struct transfer *t, const uint
         return 0;
 }
 
+/* Takes the reassembled body and ends the transfer. */
+static uint8_t *transfer_steal_body(struct coap_server *s, struct transfer *t, size_t *len) {
+        uint8_t *body = t->buf;
+
+        *len = t->len;
+        t->buf = NULL;
+        s->buffered -= t->len;
+        t->len = 0;
+        transfer_free(s, t);
+        return body;
+}
+
 /* ---- the CMP resources ----------------------------------------------- */
 
 static bool is_multicast(coap_session_t *session) {
@@ -204,11 +216,6 @@ static int content_format(const coap_pdu_t *pdu) {
         if (!o)
                 return -1;
         return (int) coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
-}
-
-static bool has_option(const coap_pdu_t *pdu, uint16_t opt) {
-        coap_opt_iterator_t it;
-        return coap_check_option(pdu, opt, &it) != NULL;
 }
 
 static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) {
@@ -511,19 +518,14 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                 transfer_free(s, t);
                 return answer_error(response, 500, -1, "out of memory");
         }
-        if (offset + len < total || has_option(request, COAP_OPTION_BLOCK1) == false) {
-                if (offset + len < total) {
-                        coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTINUE);
-                        return;
-                }
+        /* RFC 7959 §2.3: more blocks to come (libcoap reports total > offset + len) */
+        if (offset + len < total) {
+                coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTINUE);
+                return;
         }
         {
-                uint8_t *body = t->buf;
-                size_t body_len = t->len;
-                t->buf = NULL;
-                s->buffered -= t->len;
-                t->len = 0;
-                transfer_free(s, t);
+                size_t body_len;
+                uint8_t *body = transfer_steal_body(s, t, &body_len);
                 start_request(s, resource, session, request, response, &path, body, body_len, false);
         }
 }
