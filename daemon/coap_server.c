@@ -45,7 +45,9 @@ struct coap_server {
         LIST_HEAD(struct kept_answer, kept);
         unsigned n_kept;
         size_t buffered;
-        coap_resource_t **label_resources;
+        coap_resource_t **base_resources;       /* /.well-known/cmp/... */
+        size_t n_base_resources;
+        coap_resource_t **label_resources;      /* /.well-known/cmp/p/<label>/..., from the config */
         size_t n_label_resources;
 };
 
@@ -463,13 +465,13 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         size_t len, offset, total;
         int cf;
 
+        /* RFC 9482 §2.5: CMP messages never use multicast; never answer one */
+        if (is_multicast(session))
+                return drop(response);
         if (async)
                 return handle_async(s, resource, session, request, response, async);
         if (handle_retransmission(s, resource, session, request, response))
                 return;
-        /* RFC 9482 §2.5: CMP messages never use multicast; never answer one */
-        if (is_multicast(session))
-                return drop(response);
         if (parse_request_path(request, &path) != CMP_PATH_OK)
                 return answer_error(response, 404, -1, "no such CMP resource");
         if (path.ann)
@@ -587,6 +589,65 @@ static const coap_request_t all_methods[] = {
         COAP_REQUEST_GET, COAP_REQUEST_POST, COAP_REQUEST_PUT, COAP_REQUEST_DELETE,
         COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH,
 };
+
+static int links_append(char **buf, size_t *len, coap_resource_t *const *res, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                coap_str_const_t *path = coap_resource_get_uri_path(res[i]);
+                bool ann = path->length >= 4 && memcmp(path->s + path->length - 4, "/ann", 4) == 0;
+                char *b = realloc(*buf, *len + path->length + 32);
+                if (!b)
+                        return -ENOMEM;
+                *buf = b;
+                *len += (size_t) sprintf(b + *len, "%s</%.*s>;ct=259%s", *len ? "," : "",
+                                         (int) path->length, (const char *) path->s, ann ? ";obs" : "");
+        }
+        return 0;
+}
+
+/* GET /.well-known/core (RFC 6690; RFC 9482 §2.2: links with ct=259). Our
+ * own, not libcoap's built-in one, which would answer multicast. */
+static void handle_core_get(coap_resource_t *resource, coap_session_t *session,
+                            const coap_pdu_t *request, const coap_string_t *query,
+                            coap_pdu_t *response) {
+        struct coap_server *s = server_of(session);
+        char *links = NULL;
+        size_t len = 0;
+
+        if (is_multicast(session))
+                return drop(response);
+        if (links_append(&links, &len, s->base_resources, s->n_base_resources) < 0 ||
+            links_append(&links, &len, s->label_resources, s->n_label_resources) < 0) {
+                free(links);
+                return answer_error(response, 500, -1, "out of memory");
+        }
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
+        if (!coap_add_data_large_response(resource, session, request, response, query,
+                                          COAP_MEDIATYPE_APPLICATION_LINK_FORMAT, -1, 0, len,
+                                          (const uint8_t *) links, release_answer, links)) {
+                free(links);
+                answer_error(response, 500, -1, "cannot send the link list");
+        }
+}
+
+static void handle_core_other(coap_resource_t *resource, coap_session_t *session,
+                              const coap_pdu_t *request, const coap_string_t *query,
+                              coap_pdu_t *response) {
+        if (is_multicast(session))
+                return drop(response);
+        answer_error(response, 405, -1, "discovery takes GET (RFC 6690)");
+}
+
+static int add_core_resource(struct coap_server *s) {
+        coap_resource_t *res = coap_resource_init(coap_make_str_const(".well-known/core"), 0);
+
+        if (!res)
+                return -ENOMEM;
+        for (size_t i = 0; i < sizeof all_methods / sizeof all_methods[0]; i++)
+                coap_register_request_handler(res, all_methods[i],
+                                              all_methods[i] == COAP_REQUEST_GET ? handle_core_get : handle_core_other);
+        coap_add_resource(s->ctx, res);
+        return 0;
+}
 
 static coap_resource_t *add_cmp_resource(struct coap_server *s, const char *uri_path, bool ann) {
         coap_resource_t *res = coap_resource_init(coap_new_str_const((const uint8_t *) uri_path, strlen(uri_path)),
@@ -805,18 +866,16 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         }
         the_server = s;
         coap_context_set_block_mode(s->ctx, COAP_BLOCK_USE_LIBCOAP);
+        /* RFC 9482 §2.5: no resource, discovery included, answers multicast;
+         * without this libcoap answers multicast discovery itself */
+        coap_mcast_per_resource(s->ctx);
         coap_register_event_handler(s->ctx, event_handler);
         for (size_t i = 0; i < c->n_listen; i++)
                 if ((r = add_endpoint(s, &c->listen[i])) < 0)
                         goto fail;
-        {
-                coap_resource_t **base = NULL;
-                size_t n = 0;
-                r = add_cmp_tree(s, prefix, &base, &n);
-                free(base);     /* these live as long as the context */
-                if (r < 0)
-                        goto fail;
-        }
+        if ((r = add_cmp_tree(s, prefix, &s->base_resources, &s->n_base_resources)) < 0 ||
+            (r = add_core_resource(s)) < 0)
+                goto fail;
         unknown = coap_resource_unknown_init2(handle_unknown, 0);
         for (size_t i = 0; i < sizeof all_methods / sizeof all_methods[0]; i++)
                 coap_register_request_handler(unknown, all_methods[i], handle_unknown);
@@ -863,6 +922,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
         sd_event_source_disable_unref(s->defer);
         sd_event_source_disable_unref(s->gc);
         free(s->label_resources);
+        free(s->base_resources);
         if (s->ctx)
                 coap_free_context(s->ctx);
         if (the_server == s)

@@ -9,8 +9,9 @@ build=(meson ninja-build gcc pkg-config libcoap3-dev libcurl4-openssl-dev
        libssl-dev libsystemd-dev libjson-c-dev libsqlite3-dev)
 # run time and tests: coap-client-openssl, openssl cmp (the mock CA),
 # dbus-daemon, python3 (test fixtures), clang (fuzzing),
-# systemd (systemd-analyze verify of the unit)
-runtime=(libcoap3-bin openssl dbus python3 clang systemd)
+# systemd (systemd-analyze verify of the unit), iproute2 + util-linux
+# (ip, unshare: the multicast test runs in a network namespace of its own)
+runtime=(libcoap3-bin openssl dbus python3 clang systemd iproute2 util-linux)
 pkgs=("${build[@]}" "${runtime[@]}")
 
 if [[ ${1:-} == --list ]]; then

@@ -29,6 +29,7 @@ CA_SECRET=pass:s3cr3t-test
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cmpgw-$TEST_NAME.XXXXXX")
 PIDS=()          # everything we started, killed by stop_all
+GW_EXTRA_ARGS=() # more cmpgwd arguments for start_gw (e.g. a second -v)
 CA_PID=''
 GW_PID=''
 CA_PORT=''
@@ -326,12 +327,13 @@ write_config() {
         GW_URI=coap://127.0.0.1:$GW_PORT
 }
 
-# start_gw CONFIGFILE: start cmpgwd (stderr to $T/gw.log) and wait until it
+# start_gw CONFIGFILE: start cmpgwd --verbose "${GW_EXTRA_ARGS[@]}" (stderr
+# to $T/gw.log) and wait until it
 # answers GET /.well-known/core with links carrying ct=259.
 start_gw() {
         local conf=$1 body=''
         [[ -n $GW_PORT ]] || fail "start_gw: GW_PORT unset (use write_config)"
-        "$CMPGWD" --config "$conf" --verbose >>"$T/gw.log" 2>&1 &
+        "$CMPGWD" --config "$conf" --verbose "${GW_EXTRA_ARGS[@]}" >>"$T/gw.log" 2>&1 &
         GW_PID=$!
         PIDS+=("$GW_PID")
         GW_URI=coap://127.0.0.1:$GW_PORT
@@ -418,4 +420,115 @@ cert_eq() {
         a=$(openssl x509 -in "$1" -outform DER 2>/dev/null | od -An -tx1 | tr -d ' \n') || return 1
         b=$(openssl x509 -in "$2" -outform DER 2>/dev/null | od -An -tx1 | tr -d ' \n') || return 1
         [[ -n $a && $a == "$b" ]]
+}
+
+# ---------------------------------------------------------------- raw CoAP
+
+# coap_udp HOST PORT WAIT MSG...: send hand-made CoAP datagrams from ONE UDP
+# socket (so they share a session at the server) and print, per message,
+# one line for every datagram that comes back within WAIT seconds that has
+# the message's MID or token:
+#   reply t:ACK c:4.13 mid:0x1234 tok:0a Size1:4096 Max-Age:5 Block1:0/1/6 :: 'diagnostic'
+# and "reply none" when no reply with a code came.  A separate response (CON with the token) is ACKed.  A
+# reply with a code (not an empty ACK) ends the wait for that message.
+# MSG is ';'-separated key=value fields:
+#   t=CON|NON  c=POST|GET|PUT|DELETE|FETCH  mid=N  tok=HEX  path=a/b/c
+#   cf=N  b1=NUM:M:SZX  size1=N  rtag=HEX  sleep=SECONDS (before sending)
+#   body=@FILE[:OFFSET:LEN] | body=TEXT   to=HOST (this message only)
+# HOST may be a multicast group (sent out of 127.0.0.1, TTL 1, loopback on).
+coap_udp() {
+        python3 - "$@" <<'PY'
+import os, socket, struct, sys, time
+host, port, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+CODES = {"GET": 1, "POST": 2, "PUT": 3, "DELETE": 4, "FETCH": 5}
+TYPES = {"CON": 0, "NON": 1, "ACK": 2, "RST": 3}
+TNAME = {v: k for k, v in TYPES.items()}
+ONAME = {14: "Max-Age", 60: "Size1", 27: "Block1", 23: "Block2", 12: "Content-Format"}
+def uint(n):
+    return b"" if n == 0 else n.to_bytes((n.bit_length() + 7) // 8, "big")
+def ext(v):
+    if v < 13: return v, b""
+    if v < 269: return 13, bytes([v - 13])
+    return 14, struct.pack(">H", v - 269)
+def encode(t, code, mid, tok, opts, payload):
+    out = bytes([0x40 | (t << 4) | len(tok), code]) + struct.pack(">H", mid) + tok
+    last = 0
+    for num, val in sorted(opts, key=lambda o: o[0]):
+        d, dx = ext(num - last); l, lx = ext(len(val))
+        out += bytes([(d << 4) | l]) + dx + lx + val
+        last = num
+    if payload: out += b"\xff" + payload
+    return out
+def decode(b):
+    t = (b[0] >> 4) & 3; tkl = b[0] & 15; code = b[1]
+    mid = struct.unpack(">H", b[2:4])[0]; tok = b[4:4 + tkl]; i = 4 + tkl
+    opts = []; num = 0; payload = b""
+    while i < len(b):
+        if b[i] == 0xff: payload = b[i + 1:]; break
+        d = b[i] >> 4; l = b[i] & 15; i += 1
+        def x(v):
+            nonlocal i
+            if v == 13: v = b[i] + 13; i += 1
+            elif v == 14: v = struct.unpack(">H", b[i:i + 2])[0] + 269; i += 2
+            return v
+        d = x(d); l = x(l); num += d
+        opts.append((num, b[i:i + l])); i += l
+    return t, code, mid, tok, opts, payload
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 0))
+if any(socket.inet_aton(h)[0] & 0xf0 == 0xe0 for h in
+       [host] + [kv[3:] for a in sys.argv[4:] for kv in a.split(";") if kv.startswith("to=")]):
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+print("src port %d" % s.getsockname()[1], file=sys.stderr)
+for n, spec in enumerate(sys.argv[4:]):
+    f = dict(kv.split("=", 1) for kv in spec.split(";") if kv)
+    if "sleep" in f: time.sleep(float(f["sleep"]))
+    t = TYPES[f.get("t", "CON")]; code = CODES[f.get("c", "POST")]
+    mid = int(f.get("mid", str(0x4000 + n)), 0)
+    tok = bytes.fromhex(f.get("tok", "%04x" % (0x7000 + n)))
+    opts = [(11, seg.encode()) for seg in f.get("path", "").split("/") if seg]
+    if "cf" in f: opts.append((12, uint(int(f["cf"]))))
+    if "b1" in f:
+        num, more, szx = (int(v) for v in f["b1"].split(":"))
+        opts.append((27, uint((num << 4) | (more << 3) | szx)))
+    if "size1" in f: opts.append((60, uint(int(f["size1"]))))
+    if "rtag" in f: opts.append((292, bytes.fromhex(f["rtag"])))
+    payload = b""
+    if "body" in f:
+        v = f["body"]
+        if v.startswith("@"):
+            parts = v[1:].split(":")
+            data = open(parts[0], "rb").read()
+            if len(parts) == 3: data = data[int(parts[1]):int(parts[1]) + int(parts[2])]
+            payload = data
+        else:
+            payload = v.encode()
+    s.sendto(encode(t, code, mid, tok, opts, payload), (f.get("to", host), port))
+    deadline = time.time() + wait; coded = False
+    while True:
+        left = deadline - time.time()
+        if left <= 0: break
+        s.settimeout(left)
+        try: b, a = s.recvfrom(65536)
+        except socket.timeout: break
+        rt, rc, rmid, rtok, ropts, rp = decode(b)
+        if rmid != mid and rtok != tok: continue
+        if rt == 0:     # separate CON response: ACK it
+            s.sendto(bytes([0x60, 0]) + struct.pack(">H", rmid), a)
+        desc = ["reply", "t:%s" % TNAME[rt], "c:%d.%02d" % (rc >> 5, rc & 31),
+                "mid:0x%04x" % rmid, "tok:%s" % rtok.hex(), "from:%s" % a[0]]
+        for num, val in ropts:
+            if num in ONAME:
+                v = int.from_bytes(val, "big")
+                if num in (27, 23): v = "%d/%d/%d" % (v >> 4, (v >> 3) & 1, v & 7)
+                desc.append("%s:%s" % (ONAME[num], v))
+        if rp:
+            desc.append(":: '%s'" % "".join(chr(c) if 32 <= c < 127 else "." for c in rp))
+        print(" ".join(desc)); sys.stdout.flush()
+        if rc != 0: coded = True; break
+    if not coded: print("reply none")
+    sys.stdout.flush()
+PY
 }
