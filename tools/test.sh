@@ -21,9 +21,12 @@ setup() {
 
 setup build
 setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+# libFuzzer harnesses: clang, everything instrumented, only the harnesses built
+CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dc_args=-fsanitize=fuzzer-no-link -Dfuzz_seconds="${FUZZ_SECONDS:-20}"
 status=0
 build_failures=0
-rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
+rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json
 if ninja -C build; then
         meson test -C build --print-errorlogs || status=1
 else
@@ -39,8 +42,17 @@ else
         status=1 build_failures=$((build_failures + 1))
 fi
 
+fuzzers=(tests/fuzz/fuzz_cmp_msg tests/fuzz/fuzz_cmp_path tests/fuzz/fuzz_config)
+if ninja -C build-fuzz "${fuzzers[@]}"; then
+        meson test -C build-fuzz --suite fuzz --no-rebuild --print-errorlogs || status=1
+else
+        echo "test.sh: build failed in build-fuzz/" >&2
+        status=1 build_failures=$((build_failures + 1))
+fi
+
 # a failed build counts as one failed test, so that the totals show it
-python3 - "$build_failures" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY' || status=1
+python3 - "$build_failures" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+        build-fuzz/meson-logs/testlog.json <<'PY' || status=1
 import json, os, sys
 passed = skipped = 0
 failed = int(sys.argv[1])

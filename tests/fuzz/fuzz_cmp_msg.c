@@ -1,0 +1,22 @@
+/* libFuzzer harness: PKIMessage inspection, the first thing that touches
+ * what a network peer sends (daemon/request.c and upstream_http.c). */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cmp_msg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        struct cmp_msg_info info;
+        const char *why;
+        char hex[160];
+
+        if (cmp_msg_inspect(data, size, &info, &why) == 0) {
+                cmp_msg_tid_hex(&info, hex, sizeof hex);
+                (void) cmp_body_name(info.body);
+                for (int op = CMP_OP_NONE; op < _CMP_OP_MAX; op++)
+                        (void) cmp_body_allowed_on_op(op, info.body);
+        }
+        return 0;
+}
