@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 
 #include "coap_server.h"
 #include "log.h"
+#include "registry.h"
 #include "upstream_http.h"
 
 #define STOP_GRACE_USEC   (5 * 1000000ULL)  /* let in-flight requests finish */
@@ -65,9 +67,17 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
         return 0;
 }
 
+static struct registry_config registry_config_of(const struct cmpgw_config *c) {
+        return (struct registry_config) {
+                .renew_share = c->renew_share,
+                .renew_before_sec = c->renew_before_sec,
+        };
+}
+
 /* SIGHUP: a bad new configuration keeps the old one running */
-static int manager_reload(Manager *m) {
+int manager_reload(Manager *m, char **ret_err) {
         struct cmpgw_config *c = NULL;
+        struct registry_config rc;
         char *err = NULL;
         int r;
 
@@ -75,7 +85,10 @@ static int manager_reload(Manager *m) {
         r = config_load_file(m->config_path, &c, &err);
         if (r < 0) {
                 log_error("reload failed, keeping the running configuration: %s", err ? err : strerror(-r));
-                free(err);
+                if (ret_err)
+                        *ret_err = err;
+                else
+                        free(err);
                 sd_notify(false, "READY=1");
                 notify_status(m);
                 return r;
@@ -95,8 +108,15 @@ static int manager_reload(Manager *m) {
                 return r;
         }
         upstream_http_set_max_response(m->http, c->max_message_size);
+        if (strcmp(c->registry_path, m->config->registry_path) != 0)
+                log_warning("reload: registry.path changes take effect only after a restart");
+        if (c->bus != m->config->bus)
+                log_warning("reload: dbus.bus changes take effect only after a restart");
+        rc = registry_config_of(c);
+        registry_set_config(m->registry, &rc);
         config_free(m->config);
         m->config = c;
+        manager_registry_changed(m);
         log_info("reloaded %s: %zu upstreams", m->config_path, c->n_upstreams);
         sd_notify(false, "READY=1");
         notify_status(m);
@@ -104,8 +124,50 @@ static int manager_reload(Manager *m) {
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        manager_reload(userdata);
+        manager_reload(userdata, NULL);
         return 0;
+}
+
+static void on_registry_event(const struct registry_event *ev, void *userdata) {
+        static const char *const what[] = {
+                [REG_EV_ENROLLED] = "enrolled", [REG_EV_RENEWED] = "renewed", [REG_EV_REVOKED] = "revoked",
+                [REG_EV_RENEWAL_DUE] = "renewal due", [REG_EV_FAILED] = "transaction failed",
+        };
+
+        bool serial = ev->serial && *ev->serial, detail = ev->detail && *ev->detail;
+
+        log_info("registry: %s: device %lld %s%s%s%s%s", what[ev->type], (long long) ev->device_id,
+                 ev->subject ? ev->subject : "", serial ? " serial " : "", serial ? ev->serial : "",
+                 detail ? ": " : "", detail ? ev->detail : "");
+}
+
+/* One timer on the earliest renewal or expiry (an index lookup, never a scan). */
+static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r = registry_update_due(m->registry, (uint64_t) time(NULL));
+
+        if (r < 0)
+                log_warning("registry: cannot update renewal states: %s", strerror(-r));
+        manager_registry_changed(m);
+        return 0;
+}
+
+void manager_registry_changed(Manager *m) {
+        int64_t due = registry_next_due(m->registry), now = (int64_t) time(NULL);
+        uint64_t wait;
+
+        if (!m->renew_timer)
+                return;
+        if (due < 0) {
+                sd_event_source_set_enabled(m->renew_timer, SD_EVENT_OFF);
+                return;
+        }
+        /* at least a second apart; at most a day, to survive clock jumps */
+        wait = due <= now ? 1 : (uint64_t) (due - now);
+        if (wait > 86400)
+                wait = 86400;
+        sd_event_source_set_time_relative(m->renew_timer, wait * 1000000ULL);
+        sd_event_source_set_enabled(m->renew_timer, SD_EVENT_ONESHOT);
 }
 
 int manager_new(const char *config_path, struct cmpgw_config *config, Manager **ret) {
@@ -146,8 +208,32 @@ fail:
         return r;
 }
 
+static int manager_open_registry(Manager *m) {
+        struct registry_config rc = registry_config_of(m->config);
+        int r = registry_open(m->config->registry_path, &rc, &m->registry);
+
+        if (r < 0)
+                return log_error("cannot open the registry %s: %s (check registry.path and that the directory exists and is writable)",
+                                 m->config->registry_path, strerror(-r)), r;
+        registry_set_event_handler(m->registry, on_registry_event, m);
+        r = sd_event_add_time_relative(m->event, &m->renew_timer, CLOCK_REALTIME, 1000000, 0, on_renew_timer, m);
+        if (r < 0)
+                return r;
+        sd_event_source_set_description(m->renew_timer, "renewal-timer");
+        /* catch up with what fell due while we were not running */
+        on_renew_timer(m->renew_timer, 0, m);
+        log_info("registry %s: %llu devices", m->config->registry_path,
+                 (unsigned long long) registry_count(m->registry));
+        return 0;
+}
+
 int manager_start(Manager *m) {
         int r;
+
+        sd_event_now(m->event, CLOCK_MONOTONIC, &m->started_usec);
+        r = manager_open_registry(m);
+        if (r < 0)
+                return r;
 
         r = upstream_http_new(m->event, &m->stats, m->config->max_message_size, &m->http);
         if (r < 0)
@@ -178,6 +264,8 @@ Manager *manager_free(Manager *m) {
         }
         m->coap = coap_server_free(m->coap);
         m->http = upstream_http_free(m->http);
+        sd_event_source_disable_unref(m->renew_timer);
+        m->registry = registry_close(m->registry);
         sd_event_source_disable_unref(m->sig_term);
         sd_event_source_disable_unref(m->sig_int);
         sd_event_source_disable_unref(m->sig_hup);

@@ -12,6 +12,8 @@
 
 struct coap_server;
 struct upstream_http;
+struct registry;
+struct dbus_api;
 
 struct gw_stats {
         uint64_t requests;              /* complete CMP requests received */
@@ -31,6 +33,10 @@ struct Manager {
 
         struct coap_server *coap;
         struct upstream_http *http;
+        struct registry *registry;
+        struct dbus_api *dbus;          /* NULL with "dbus": {"bus": "none"} */
+        sd_event_source *renew_timer;   /* the earliest renewal or expiry */
+        uint64_t started_usec;          /* CLOCK_MONOTONIC */
 
         LIST_HEAD(struct request, requests);
         unsigned n_requests;
@@ -44,6 +50,12 @@ int manager_new(const char *config_path, struct cmpgw_config *config, Manager **
 Manager *manager_free(Manager *m);
 int manager_start(Manager *m);          /* open listeners, notify READY */
 int manager_run(Manager *m);            /* until TERM/INT; returns exit code */
+
+/* SIGHUP and D-Bus Reload(): 0, or negative errno and *err (malloc'd) saying
+ * why the new configuration was refused; the running one stays. */
+int manager_reload(Manager *m, char **err);
+/* The registry changed: re-arm the renewal timer. */
+void manager_registry_changed(Manager *m);
 
 /* Called by request.c when a request ends (answered or aborted). */
 void manager_request_done(Manager *m, struct request *r);

@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "coap_server.h"
 #include "coap_status.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "registry.h"
 #include "upstream_http.h"
 
 struct request *request_new(Manager *m) {
@@ -154,9 +156,32 @@ void request_start(struct request *r) {
         m->stats.forwarded++;
 }
 
+/* Registry first, answer second: a crash after the answer never loses a
+ * transaction the node was told about (issue 3). */
+static void request_record(struct request *r, const struct upstream_result *res) {
+        Manager *m = r->manager;
+        struct registry_exchange x = {
+                .req = r->body, .req_len = r->body_len,
+                .rsp = res->body, .rsp_len = res->body_len,
+                .peer = r->peer,
+                .now = (uint64_t) time(NULL),
+        };
+        int ret;
+
+        if (!m->registry || !res->body_is_cmp)
+                return;
+        ret = registry_observe(m->registry, &x);
+        if (ret < 0)
+                log_warning("request %llu: registry: cannot record the exchange: %s",
+                            (unsigned long long) r->id, strerror(-ret));
+        manager_registry_changed(m);
+}
+
 void request_complete(struct request *r, const struct upstream_result *res) {
         int max_age = res->max_age;
         int ret;
+
+        request_record(r, res);
 
         if (res->coap_code == 503 || max_age == -2)
                 max_age = (int) r->manager->config->unavailable_max_age;

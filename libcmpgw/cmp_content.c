@@ -1,0 +1,709 @@
+/* cmp_content.c -- what the registry needs from a DER PKIMessage
+ *
+ * Two decodings of the same bytes: d2i_OSSL_CMP_MSG (OpenSSL's own, public:
+ * body type, transactionID, and OpenSSL's idea of a well-formed message),
+ * and our minimal templates below for what OpenSSL 3.0 keeps private. The
+ * templates reuse OpenSSL's public items wherever there is one
+ * (OSSL_CRMF_MSGS, OSSL_CRMF_CERTTEMPLATE, X509_REQ, X509, GENERAL_NAME,
+ * X509_EXTENSIONS); what we never look at is ASN1_ANY / ASN1_SEQUENCE_ANY. */
+#include "cmp_content.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/asn1t.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/cmp.h>
+#include <openssl/crmf.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "cmp_msg.h"
+
+/* ---- RFC 4210 Appendix F (EXPLICIT TAGS), only as deep as we look ---- */
+
+/* InfoTypeAndValue ::= SEQUENCE { infoType OID, infoValue ANY OPTIONAL } */
+typedef struct {
+        ASN1_OBJECT *type;
+        ASN1_TYPE *value;
+} CG_ITAV;
+DEFINE_STACK_OF(CG_ITAV)
+
+ASN1_SEQUENCE(CG_ITAV) = {
+        ASN1_SIMPLE(CG_ITAV, type, ASN1_OBJECT),
+        ASN1_OPT(CG_ITAV, value, ASN1_ANY),
+} static_ASN1_SEQUENCE_END(CG_ITAV)
+
+/* PKIHeader (RFC 4210 §5.1.1) */
+typedef struct {
+        ASN1_INTEGER *pvno;
+        GENERAL_NAME *sender;
+        GENERAL_NAME *recipient;
+        ASN1_GENERALIZEDTIME *message_time;
+        X509_ALGOR *protection_alg;
+        ASN1_OCTET_STRING *sender_kid;
+        ASN1_OCTET_STRING *recip_kid;
+        ASN1_OCTET_STRING *transaction_id;
+        ASN1_OCTET_STRING *sender_nonce;
+        ASN1_OCTET_STRING *recip_nonce;
+        STACK_OF(ASN1_UTF8STRING) *free_text;
+        STACK_OF(CG_ITAV) *general_info;
+} CG_HEADER;
+
+ASN1_SEQUENCE(CG_HEADER) = {
+        ASN1_SIMPLE(CG_HEADER, pvno, ASN1_INTEGER),
+        ASN1_SIMPLE(CG_HEADER, sender, GENERAL_NAME),
+        ASN1_SIMPLE(CG_HEADER, recipient, GENERAL_NAME),
+        ASN1_EXP_OPT(CG_HEADER, message_time, ASN1_GENERALIZEDTIME, 0),
+        ASN1_EXP_OPT(CG_HEADER, protection_alg, X509_ALGOR, 1),
+        ASN1_EXP_OPT(CG_HEADER, sender_kid, ASN1_OCTET_STRING, 2),
+        ASN1_EXP_OPT(CG_HEADER, recip_kid, ASN1_OCTET_STRING, 3),
+        ASN1_EXP_OPT(CG_HEADER, transaction_id, ASN1_OCTET_STRING, 4),
+        ASN1_EXP_OPT(CG_HEADER, sender_nonce, ASN1_OCTET_STRING, 5),
+        ASN1_EXP_OPT(CG_HEADER, recip_nonce, ASN1_OCTET_STRING, 6),
+        ASN1_EXP_SEQUENCE_OF_OPT(CG_HEADER, free_text, ASN1_UTF8STRING, 7),
+        ASN1_EXP_SEQUENCE_OF_OPT(CG_HEADER, general_info, CG_ITAV, 8),
+} static_ASN1_SEQUENCE_END(CG_HEADER)
+
+/* PKIStatusInfo (RFC 4210 §5.2.3) */
+typedef struct {
+        ASN1_INTEGER *status;
+        STACK_OF(ASN1_UTF8STRING) *status_string;
+        ASN1_BIT_STRING *fail_info;
+} CG_PKISI;
+
+ASN1_SEQUENCE(CG_PKISI) = {
+        ASN1_SIMPLE(CG_PKISI, status, ASN1_INTEGER),
+        ASN1_SEQUENCE_OF_OPT(CG_PKISI, status_string, ASN1_UTF8STRING),
+        ASN1_OPT(CG_PKISI, fail_info, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(CG_PKISI)
+DEFINE_STACK_OF(CG_PKISI)
+
+/* CertOrEncCert ::= CHOICE { certificate [0] CMPCertificate,
+ *                            encryptedCert [1] EncryptedKey }
+ * CMPCertificate ::= CHOICE { x509v3PKCert Certificate, ... } (RFC 4210 §5.2.4) */
+typedef struct {
+        int type;
+        union {
+                X509 *certificate;
+                ASN1_TYPE *encrypted;
+        } value;
+} CG_CERTORENCCERT;
+
+ASN1_CHOICE(CG_CERTORENCCERT) = {
+        ASN1_EXP(CG_CERTORENCCERT, value.certificate, X509, 0),
+        ASN1_EXP(CG_CERTORENCCERT, value.encrypted, ASN1_ANY, 1),
+} static_ASN1_CHOICE_END(CG_CERTORENCCERT)
+
+/* CertifiedKeyPair ::= SEQUENCE { certOrEncCert, privateKey [0] OPTIONAL,
+ *                                 publicationInfo [1] OPTIONAL } */
+typedef struct {
+        CG_CERTORENCCERT *cert_or_enc_cert;
+        ASN1_TYPE *private_key;
+        ASN1_TYPE *publication_info;
+} CG_CERTIFIEDKEYPAIR;
+
+ASN1_SEQUENCE(CG_CERTIFIEDKEYPAIR) = {
+        ASN1_SIMPLE(CG_CERTIFIEDKEYPAIR, cert_or_enc_cert, CG_CERTORENCCERT),
+        ASN1_EXP_OPT(CG_CERTIFIEDKEYPAIR, private_key, ASN1_ANY, 0),
+        ASN1_EXP_OPT(CG_CERTIFIEDKEYPAIR, publication_info, ASN1_ANY, 1),
+} static_ASN1_SEQUENCE_END(CG_CERTIFIEDKEYPAIR)
+
+/* CertResponse ::= SEQUENCE { certReqId INTEGER, status PKIStatusInfo,
+ *      certifiedKeyPair OPTIONAL, rspInfo OCTET STRING OPTIONAL } */
+typedef struct {
+        ASN1_INTEGER *cert_req_id;
+        CG_PKISI *status;
+        CG_CERTIFIEDKEYPAIR *certified_key_pair;
+        ASN1_OCTET_STRING *rsp_info;
+} CG_CERTRESPONSE;
+
+ASN1_SEQUENCE(CG_CERTRESPONSE) = {
+        ASN1_SIMPLE(CG_CERTRESPONSE, cert_req_id, ASN1_INTEGER),
+        ASN1_SIMPLE(CG_CERTRESPONSE, status, CG_PKISI),
+        ASN1_OPT(CG_CERTRESPONSE, certified_key_pair, CG_CERTIFIEDKEYPAIR),
+        ASN1_OPT(CG_CERTRESPONSE, rsp_info, ASN1_OCTET_STRING),
+} static_ASN1_SEQUENCE_END(CG_CERTRESPONSE)
+DEFINE_STACK_OF(CG_CERTRESPONSE)
+
+/* CertRepMessage ::= SEQUENCE { caPubs [1] SEQUENCE OF CMPCertificate
+ *      OPTIONAL, response SEQUENCE OF CertResponse } (RFC 4210 §5.3.4) */
+typedef struct {
+        STACK_OF(ASN1_TYPE) *ca_pubs;
+        STACK_OF(CG_CERTRESPONSE) *response;
+} CG_CERTREPMESSAGE;
+
+ASN1_SEQUENCE(CG_CERTREPMESSAGE) = {
+        ASN1_EXP_OPT(CG_CERTREPMESSAGE, ca_pubs, ASN1_SEQUENCE_ANY, 1),
+        ASN1_SEQUENCE_OF(CG_CERTREPMESSAGE, response, CG_CERTRESPONSE),
+} static_ASN1_SEQUENCE_END(CG_CERTREPMESSAGE)
+
+/* RevDetails ::= SEQUENCE { certDetails CertTemplate,
+ *      crlEntryDetails Extensions OPTIONAL } (RFC 4210 §5.3.9) */
+typedef struct {
+        OSSL_CRMF_CERTTEMPLATE *cert_details;
+        STACK_OF(X509_EXTENSION) *crl_entry_details;
+} CG_REVDETAILS;
+
+ASN1_SEQUENCE(CG_REVDETAILS) = {
+        ASN1_SIMPLE(CG_REVDETAILS, cert_details, OSSL_CRMF_CERTTEMPLATE),
+        ASN1_SEQUENCE_OF_OPT(CG_REVDETAILS, crl_entry_details, X509_EXTENSION),
+} static_ASN1_SEQUENCE_END(CG_REVDETAILS)
+DEFINE_STACK_OF(CG_REVDETAILS)
+
+/* RevRepContent ::= SEQUENCE { status SEQUENCE OF PKIStatusInfo,
+ *      revCerts [0] OPTIONAL, crls [1] OPTIONAL } (RFC 4210 §5.3.10) */
+typedef struct {
+        STACK_OF(CG_PKISI) *status;
+        STACK_OF(ASN1_TYPE) *rev_certs;
+        STACK_OF(ASN1_TYPE) *crls;
+} CG_REVREPCONTENT;
+
+ASN1_SEQUENCE(CG_REVREPCONTENT) = {
+        ASN1_SEQUENCE_OF(CG_REVREPCONTENT, status, CG_PKISI),
+        ASN1_EXP_OPT(CG_REVREPCONTENT, rev_certs, ASN1_SEQUENCE_ANY, 0),
+        ASN1_EXP_OPT(CG_REVREPCONTENT, crls, ASN1_SEQUENCE_ANY, 1),
+} static_ASN1_SEQUENCE_END(CG_REVREPCONTENT)
+
+/* CertStatus ::= SEQUENCE { certHash OCTET STRING, certReqId INTEGER,
+ *      statusInfo PKIStatusInfo OPTIONAL,
+ *      hashAlg [0] AlgorithmIdentifier OPTIONAL -- RFC 9480 §2.10 } */
+typedef struct {
+        ASN1_OCTET_STRING *cert_hash;
+        ASN1_INTEGER *cert_req_id;
+        CG_PKISI *status_info;
+        X509_ALGOR *hash_alg;
+} CG_CERTSTATUS;
+
+ASN1_SEQUENCE(CG_CERTSTATUS) = {
+        ASN1_SIMPLE(CG_CERTSTATUS, cert_hash, ASN1_OCTET_STRING),
+        ASN1_SIMPLE(CG_CERTSTATUS, cert_req_id, ASN1_INTEGER),
+        ASN1_OPT(CG_CERTSTATUS, status_info, CG_PKISI),
+        ASN1_EXP_OPT(CG_CERTSTATUS, hash_alg, X509_ALGOR, 0),
+} static_ASN1_SEQUENCE_END(CG_CERTSTATUS)
+DEFINE_STACK_OF(CG_CERTSTATUS)
+
+/* ErrorMsgContent ::= SEQUENCE { pKIStatusInfo, errorCode INTEGER OPTIONAL,
+ *      errorDetails PKIFreeText OPTIONAL } (RFC 4210 §5.3.21) */
+typedef struct {
+        CG_PKISI *status_info;
+        ASN1_INTEGER *error_code;
+        STACK_OF(ASN1_UTF8STRING) *error_details;
+} CG_ERRORMSG;
+
+ASN1_SEQUENCE(CG_ERRORMSG) = {
+        ASN1_SIMPLE(CG_ERRORMSG, status_info, CG_PKISI),
+        ASN1_OPT(CG_ERRORMSG, error_code, ASN1_INTEGER),
+        ASN1_SEQUENCE_OF_OPT(CG_ERRORMSG, error_details, ASN1_UTF8STRING),
+} static_ASN1_SEQUENCE_END(CG_ERRORMSG)
+
+/* PKIBody ::= CHOICE (RFC 4210 §5.1.2): the selector is the index in the
+ * template array, so the alternatives are listed in tag order 0..26. */
+typedef struct {
+        int type;
+        union {
+                OSSL_CRMF_MSGS *crmf;                           /* ir cr kur */
+                CG_CERTREPMESSAGE *rep;                         /* ip cp kup */
+                X509_REQ *p10cr;
+                STACK_OF(CG_REVDETAILS) *rr;
+                CG_REVREPCONTENT *rp;
+                STACK_OF(CG_CERTSTATUS) *cert_conf;
+                CG_ERRORMSG *error;
+                ASN1_TYPE *other;
+        } value;
+} CG_BODY;
+
+ASN1_CHOICE(CG_BODY) = {
+        ASN1_EXP(CG_BODY, value.crmf, OSSL_CRMF_MSGS, 0),               /* ir */
+        ASN1_EXP(CG_BODY, value.rep, CG_CERTREPMESSAGE, 1),             /* ip */
+        ASN1_EXP(CG_BODY, value.crmf, OSSL_CRMF_MSGS, 2),               /* cr */
+        ASN1_EXP(CG_BODY, value.rep, CG_CERTREPMESSAGE, 3),             /* cp */
+        ASN1_EXP(CG_BODY, value.p10cr, X509_REQ, 4),                    /* p10cr */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 5),                    /* popdecc */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 6),                    /* popdecr */
+        ASN1_EXP(CG_BODY, value.crmf, OSSL_CRMF_MSGS, 7),               /* kur */
+        ASN1_EXP(CG_BODY, value.rep, CG_CERTREPMESSAGE, 8),             /* kup */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 9),                    /* krr */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 10),                   /* krp */
+        ASN1_EXP_SEQUENCE_OF(CG_BODY, value.rr, CG_REVDETAILS, 11),     /* rr */
+        ASN1_EXP(CG_BODY, value.rp, CG_REVREPCONTENT, 12),              /* rp */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 13),                   /* ccr */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 14),                   /* ccp */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 15),                   /* ckuann */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 16),                   /* cann */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 17),                   /* rann */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 18),                   /* crlann */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 19),                   /* pkiconf */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 20),                   /* nested */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 21),                   /* genm */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 22),                   /* genp */
+        ASN1_EXP(CG_BODY, value.error, CG_ERRORMSG, 23),                /* error */
+        ASN1_EXP_SEQUENCE_OF(CG_BODY, value.cert_conf, CG_CERTSTATUS, 24), /* certConf */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 25),                   /* pollReq */
+        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 26),                   /* pollRep */
+} static_ASN1_CHOICE_END(CG_BODY)
+
+/* PKIMessage ::= SEQUENCE { header, body, protection [0] PKIProtection
+ *      OPTIONAL, extraCerts [1] SEQUENCE OF CMPCertificate OPTIONAL } */
+typedef struct {
+        CG_HEADER *header;
+        CG_BODY *body;
+        ASN1_BIT_STRING *protection;
+        STACK_OF(ASN1_TYPE) *extra_certs;
+} CG_MSG;
+
+ASN1_SEQUENCE(CG_MSG) = {
+        ASN1_SIMPLE(CG_MSG, header, CG_HEADER),
+        ASN1_SIMPLE(CG_MSG, body, CG_BODY),
+        ASN1_EXP_OPT(CG_MSG, protection, ASN1_BIT_STRING, 0),
+        ASN1_EXP_OPT(CG_MSG, extra_certs, ASN1_SEQUENCE_ANY, 1),
+} static_ASN1_SEQUENCE_END(CG_MSG)
+
+/* ---- helpers ---- */
+
+static char *hex_upper(const unsigned char *p, size_t n) {
+        char *s = malloc(2 * n + 1);
+
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                snprintf(s + 2 * i, 3, "%02X", p[i]);
+        s[2 * n] = '\0';
+        return s;
+}
+
+static char *octets_hex(const ASN1_OCTET_STRING *os) {
+        return hex_upper(ASN1_STRING_get0_data(os), (size_t) ASN1_STRING_length(os));
+}
+
+static char *bio_to_string(BIO *b) {
+        char *data, *s;
+        long n = BIO_get_mem_data(b, &data);
+
+        if (n < 0)
+                return NULL;
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return NULL;
+        memcpy(s, data, (size_t) n);
+        s[n] = '\0';
+        return s;
+}
+
+char *cmp_name_rfc2253(const X509_NAME *name) {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *s = NULL;
+
+        if (!b)
+                return NULL;
+        if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0)
+                s = bio_to_string(b);
+        BIO_free(b);
+        return s;
+}
+
+/* directoryName: RFC 2253; other forms as GENERAL_NAME_print() writes them */
+static char *general_name_string(const GENERAL_NAME *gn) {
+        BIO *b;
+        char *s = NULL;
+
+        if (gn->type == GEN_DIRNAME)
+                return cmp_name_rfc2253(gn->d.directoryName);
+        b = BIO_new(BIO_s_mem());
+        if (!b)
+                return NULL;
+        if (GENERAL_NAME_print(b, (GENERAL_NAME *) gn) > 0)
+                s = bio_to_string(b);
+        BIO_free(b);
+        return s;
+}
+
+char *cmp_integer_hex(const ASN1_INTEGER *i) {
+        BIGNUM *bn = ASN1_INTEGER_to_BN(i, NULL);
+        char *h, *s;
+
+        if (!bn)
+                return NULL;
+        h = BN_bn2hex(bn);      /* upper case, no colons, "0" for zero */
+        BN_free(bn);
+        if (!h)
+                return NULL;
+        s = strdup(h);
+        OPENSSL_free(h);
+        return s;
+}
+
+static int time_to_unix(const ASN1_TIME *t, int64_t *ret) {
+        struct tm tm;
+
+        if (!t || !ASN1_TIME_to_tm(t, &tm))
+                return -EBADMSG;
+        *ret = (int64_t) timegm(&tm);
+        return 0;
+}
+
+static char *free_text_join(const STACK_OF(ASN1_UTF8STRING) *texts) {
+        size_t len = 0, o = 0;
+        int n = sk_ASN1_UTF8STRING_num(texts);
+        char *s;
+
+        if (n <= 0)
+                return NULL;
+        for (int i = 0; i < n; i++)
+                len += (size_t) ASN1_STRING_length(sk_ASN1_UTF8STRING_value(texts, i)) + 2;
+        s = malloc(len + 1);
+        if (!s)
+                return NULL;
+        for (int i = 0; i < n; i++) {
+                const ASN1_UTF8STRING *t = sk_ASN1_UTF8STRING_value(texts, i);
+                size_t l = (size_t) ASN1_STRING_length(t);
+
+                if (i > 0) {
+                        memcpy(s + o, "; ", 2);
+                        o += 2;
+                }
+                memcpy(s + o, ASN1_STRING_get0_data(t), l);
+                o += l;
+        }
+        s[o] = '\0';
+        return s;
+}
+
+static const char *const status_names[] = {
+        "accepted", "grantedWithMods", "rejection", "waiting",
+        "revocationWarning", "revocationNotification", "keyUpdateWarning",
+};
+
+const char *cmp_pki_status_name(int status) {
+        if (status == CMP_STATUS_NONE)
+                return "none";
+        if (status < 0 || (size_t) status >= sizeof status_names / sizeof status_names[0])
+                return "?";
+        return status_names[status];
+}
+
+/* PKIFailureInfo bit names (RFC 4210 §5.2.3) */
+static const char *const fail_names[] = {
+        "badAlg", "badMessageCheck", "badRequest", "badTime", "badCertId",
+        "badDataFormat", "wrongAuthority", "incorrectData", "missingTimeStamp",
+        "badPOP", "certRevoked", "certConfirmed", "wrongIntegrity",
+        "badRecipientNonce", "timeNotAvailable", "unacceptedPolicy",
+        "unacceptedExtension", "addInfoNotAvailable", "badSenderNonce",
+        "badCertTemplate", "signerNotTrusted", "transactionIdInUse",
+        "unsupportedVersion", "notAuthorized", "systemUnavail", "systemFailure",
+        "duplicateCertReq",
+};
+
+char *cmp_content_status_detail(const struct cmp_content *c) {
+        char buf[1024];
+        size_t o;
+
+        o = (size_t) snprintf(buf, sizeof buf, "%s", cmp_pki_status_name(c->status));
+        if (c->fail_info > 0) {
+                const char *sep = "; failInfo ";
+
+                for (size_t i = 0; i < sizeof fail_names / sizeof fail_names[0]; i++) {
+                        if (!(c->fail_info & ((int64_t) 1 << i)) || o >= sizeof buf)
+                                continue;
+                        o += (size_t) snprintf(buf + o, sizeof buf - o, "%s%s", sep, fail_names[i]);
+                        sep = ",";
+                }
+        }
+        if (c->status_text && o < sizeof buf)
+                snprintf(buf + o, sizeof buf - o, "; %s", c->status_text);
+        return strdup(buf);
+}
+
+/* ---- certificates ---- */
+
+void cmp_cert_info_clear(struct cmp_cert_info *ci) {
+        free(ci->subject);
+        free(ci->issuer);
+        free(ci->serial);
+        OPENSSL_free(ci->der);
+        memset(ci, 0, sizeof *ci);
+}
+
+int cmp_cert_info_get(const X509 *x, struct cmp_cert_info *ci) {
+        unsigned char *der = NULL;
+        int n;
+
+        memset(ci, 0, sizeof *ci);
+        if (time_to_unix(X509_get0_notBefore(x), &ci->not_before) < 0 ||
+            time_to_unix(X509_get0_notAfter(x), &ci->not_after) < 0)
+                return -EBADMSG;
+        n = i2d_X509(x, &der);
+        if (n <= 0)
+                return -EBADMSG;
+        ci->der = der;
+        ci->der_len = (size_t) n;
+        ci->subject = cmp_name_rfc2253(X509_get_subject_name(x));
+        ci->issuer = cmp_name_rfc2253(X509_get_issuer_name(x));
+        ci->serial = cmp_integer_hex(X509_get0_serialNumber(x));
+        if (!ci->subject || !ci->issuer || !ci->serial) {
+                cmp_cert_info_clear(ci);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---- the message ---- */
+
+struct cmp_content *cmp_content_free(struct cmp_content *c) {
+        if (!c)
+                return NULL;
+        free(c->transaction_id);
+        free(c->sender);
+        free(c->sender_kid);
+        free(c->req_subject);
+        free(c->old_issuer);
+        free(c->old_serial);
+        free(c->status_text);
+        X509_free(c->cert);
+        free(c);
+        return NULL;
+}
+
+static int take_status(struct cmp_content *c, const CG_PKISI *si) {
+        long v = ASN1_INTEGER_get(si->status);
+
+        if (v < 0 || v > 0xff)
+                return -EBADMSG;
+        c->status = (int) v;
+        if (si->status_string) {
+                c->status_text = free_text_join(si->status_string);
+                if (!c->status_text && sk_ASN1_UTF8STRING_num(si->status_string) > 0)
+                        return -ENOMEM;
+        }
+        if (si->fail_info) {
+                c->fail_info = 0;
+                for (int i = 0; i < 27; i++)
+                        if (ASN1_BIT_STRING_get_bit(si->fail_info, i))
+                                c->fail_info |= (int64_t) 1 << i;
+        }
+        return 0;
+}
+
+/* RFC 9483 §4.1.1: implicitConfirm is an InfoTypeAndValue in generalInfo
+ * (id-it-implicitConfirm, value NULL). */
+static bool has_implicit_confirm(const STACK_OF(CG_ITAV) *gi) {
+        for (int i = 0; i < sk_CG_ITAV_num(gi); i++)
+                if (OBJ_obj2nid(sk_CG_ITAV_value(gi, i)->type) == NID_id_it_implicitConfirm)
+                        return true;
+        return false;
+}
+
+static int take_header(struct cmp_content *c, const CG_HEADER *h, const OSSL_CMP_MSG *msg) {
+        const ASN1_OCTET_STRING *tid;
+
+        /* OpenSSL's public getter; our template must agree */
+        tid = OSSL_CMP_HDR_get0_transactionID(OSSL_CMP_MSG_get0_header(msg));
+        if (tid && !(c->transaction_id = octets_hex(tid)))
+                return -ENOMEM;
+        if (!(c->sender = general_name_string(h->sender)))
+                return -ENOMEM;
+        if (h->sender_kid && !(c->sender_kid = octets_hex(h->sender_kid)))
+                return -ENOMEM;
+        c->implicit_confirm = has_implicit_confirm(h->general_info);
+        return 0;
+}
+
+/* ir/cr/kur: the first CertReqMsg (RFC 4211), public CRMF API */
+static int take_crmf(struct cmp_content *c, const OSSL_CRMF_MSGS *msgs) {
+        const OSSL_CRMF_MSG *crm = sk_OSSL_CRMF_MSG_value(msgs, 0);
+        const OSSL_CRMF_CERTTEMPLATE *tmpl;
+        const X509_NAME *subject;
+        const OSSL_CRMF_CERTID *cid;
+
+        if (!crm)
+                return -EBADMSG;
+        tmpl = OSSL_CRMF_MSG_get0_tmpl(crm);
+        subject = tmpl ? OSSL_CRMF_CERTTEMPLATE_get0_subject(tmpl) : NULL;
+        if (subject && !(c->req_subject = cmp_name_rfc2253(subject)))
+                return -ENOMEM;
+        cid = OSSL_CRMF_MSG_get0_regCtrl_oldCertID(crm);
+        if (!cid)
+                return 0;
+        if (!(c->old_serial = cmp_integer_hex(OSSL_CRMF_CERTID_get0_serialNumber(cid))) ||
+            !(c->old_issuer = cmp_name_rfc2253(OSSL_CRMF_CERTID_get0_issuer(cid))))
+                return -ENOMEM;
+        return 0;
+}
+
+static int take_p10cr(struct cmp_content *c, const X509_REQ *req) {
+        const X509_NAME *subject = X509_REQ_get_subject_name(req);
+
+        if (subject && !(c->req_subject = cmp_name_rfc2253(subject)))
+                return -ENOMEM;
+        return 0;
+}
+
+static int take_rep(struct cmp_content *c, const CG_CERTREPMESSAGE *rep) {
+        const CG_CERTRESPONSE *r = sk_CG_CERTRESPONSE_value(rep->response, 0);
+        const CG_CERTORENCCERT *coec;
+        int k;
+
+        if (!r)
+                return 0;       /* an empty response list: no status */
+        k = take_status(c, r->status);
+        if (k < 0)
+                return k;
+        if (!r->certified_key_pair)
+                return 0;
+        coec = r->certified_key_pair->cert_or_enc_cert;
+        /* RFC 9483 §4.1.1: encryptedCert is only used with central key
+         * generation of a key the EE cannot decrypt here; we record it
+         * without a certificate. */
+        if (coec->type != 0)
+                return 0;
+        if (!X509_up_ref(coec->value.certificate))
+                return -ENOMEM;
+        c->cert = coec->value.certificate;
+        return 0;
+}
+
+static int take_rr(struct cmp_content *c, const STACK_OF(CG_REVDETAILS) *rr) {
+        const CG_REVDETAILS *rd = sk_CG_REVDETAILS_value(rr, 0);
+        const ASN1_INTEGER *serial;
+        const X509_NAME *issuer;
+        ASN1_ENUMERATED *reason;
+        int crit = 0;
+
+        if (!rd)
+                return -EBADMSG;
+        serial = OSSL_CRMF_CERTTEMPLATE_get0_serialNumber(rd->cert_details);
+        issuer = OSSL_CRMF_CERTTEMPLATE_get0_issuer(rd->cert_details);
+        if (serial && !(c->old_serial = cmp_integer_hex(serial)))
+                return -ENOMEM;
+        if (issuer && !(c->old_issuer = cmp_name_rfc2253(issuer)))
+                return -ENOMEM;
+        if (!rd->crl_entry_details)
+                return 0;
+        /* RFC 5280 §5.3.1 reasonCode in crlEntryDetails (RFC 4210 §5.3.9) */
+        reason = X509V3_get_d2i(rd->crl_entry_details, NID_crl_reason, &crit, NULL);
+        if (reason) {
+                c->revocation_reason = (int) ASN1_ENUMERATED_get(reason);
+                ASN1_ENUMERATED_free(reason);
+        }
+        return 0;
+}
+
+static int take_cert_conf(struct cmp_content *c, const STACK_OF(CG_CERTSTATUS) *cc) {
+        const CG_CERTSTATUS *cs = sk_CG_CERTSTATUS_value(cc, 0);
+
+        /* RFC 4210 §5.3.18: an absent statusInfo means accepted; an empty
+         * certConf (RFC 9483 §4.1.1 says it MUST NOT be sent) tells nothing */
+        if (!cs)
+                return 0;
+        if (!cs->status_info) {
+                c->status = CMP_STATUS_ACCEPTED;
+                return 0;
+        }
+        return take_status(c, cs->status_info);
+}
+
+/* error: status, then errorDetails (RFC 4210 §5.3.21) after the statusString */
+static int take_error(struct cmp_content *c, const CG_ERRORMSG *e) {
+        char *details, *both;
+        int k = take_status(c, e->status_info);
+
+        if (k < 0 || !e->error_details)
+                return k;
+        details = free_text_join(e->error_details);
+        if (!details)
+                return sk_ASN1_UTF8STRING_num(e->error_details) > 0 ? -ENOMEM : 0;
+        if (!c->status_text) {
+                c->status_text = details;
+                return 0;
+        }
+        k = asprintf(&both, "%s; %s", c->status_text, details);
+        free(details);
+        if (k < 0)
+                return -ENOMEM;
+        free(c->status_text);
+        c->status_text = both;
+        return 0;
+}
+
+static int take_body(struct cmp_content *c, const CG_BODY *b) {
+        switch (b->type) {
+        case CMP_BODY_IR: case CMP_BODY_CR: case CMP_BODY_KUR:
+                return take_crmf(c, b->value.crmf);
+        case CMP_BODY_P10CR:
+                return take_p10cr(c, b->value.p10cr);
+        case CMP_BODY_IP: case CMP_BODY_CP: case CMP_BODY_KUP:
+                return take_rep(c, b->value.rep);
+        case CMP_BODY_RR:
+                return take_rr(c, b->value.rr);
+        case CMP_BODY_RP: {
+                const CG_PKISI *si = sk_CG_PKISI_value(b->value.rp->status, 0);
+                return si ? take_status(c, si) : -EBADMSG;
+        }
+        case CMP_BODY_CERTCONF:
+                return take_cert_conf(c, b->value.cert_conf);
+        case CMP_BODY_ERROR:
+                return take_error(c, b->value.error);
+        default:
+                return 0;
+        }
+}
+
+static int parse_own(const uint8_t *der, size_t len, const OSSL_CMP_MSG *msg,
+                     struct cmp_content *c) {
+        const unsigned char *p = der;
+        CG_MSG *m;
+        int k;
+
+        m = (CG_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CG_MSG));
+        if (!m)
+                return -EBADMSG;
+        if ((size_t) (p - der) != len || m->body->type != c->body) {
+                k = -EBADMSG;
+                goto out;
+        }
+        k = take_header(c, m->header, msg);
+        if (k >= 0)
+                k = take_body(c, m->body);
+out:
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CG_MSG));
+        return k;
+}
+
+int cmp_content_parse(const uint8_t *der, size_t len, struct cmp_content **ret) {
+        const unsigned char *p = der;
+        struct cmp_content *c;
+        OSSL_CMP_MSG *msg;
+        int k;
+
+        if (len == 0 || len > LONG_MAX)
+                return -EBADMSG;
+        msg = d2i_OSSL_CMP_MSG(NULL, &p, (long) len);
+        if (!msg || (size_t) (p - der) != len) {
+                OSSL_CMP_MSG_free(msg);
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                OSSL_CMP_MSG_free(msg);
+                return -ENOMEM;
+        }
+        c->body = OSSL_CMP_MSG_get_bodytype(msg);
+        c->status = CMP_STATUS_NONE;
+        c->fail_info = -1;
+        c->revocation_reason = -1;
+        k = parse_own(der, len, msg, c);
+        OSSL_CMP_MSG_free(msg);
+        ERR_clear_error();
+        if (k < 0) {
+                cmp_content_free(c);
+                return k;
+        }
+        *ret = c;
+        return 0;
+}
