@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "coap_server.h"
+#include "dbus_api.h"
 #include "log.h"
 #include "registry.h"
 #include "upstream_http.h"
@@ -139,6 +140,7 @@ static void on_registry_event(const struct registry_event *ev, void *userdata) {
         log_info("registry: %s: device %lld %s%s%s%s%s", what[ev->type], (long long) ev->device_id,
                  ev->subject ? ev->subject : "", serial ? " serial " : "", serial ? ev->serial : "",
                  detail ? ": " : "", detail ? ev->detail : "");
+        dbus_api_emit_registry_event(((Manager *) userdata)->dbus, ev);
 }
 
 /* One timer on the earliest renewal or expiry (an index lookup, never a scan). */
@@ -241,6 +243,9 @@ int manager_start(Manager *m) {
         r = coap_server_new(m, m->config, &m->coap);
         if (r < 0)
                 return r;
+        r = dbus_api_new(m, m->config->bus, &m->dbus);
+        if (r < 0)
+                return r;
         sd_notify(false, "READY=1");
         notify_status(m);
         log_info("ready: %zu listeners, %zu upstreams", m->config->n_listen, m->config->n_upstreams);
@@ -257,6 +262,7 @@ Manager *manager_free(Manager *m) {
 
         if (!m)
                 return NULL;
+        m->dbus = dbus_api_free(m->dbus);
         LIST_FOREACH_SAFE(requests, r, n, m->requests) {
                 if (m->coap)
                         coap_server_release_request(m->coap, r);

@@ -10,6 +10,7 @@
 
 #include "coap_server.h"
 #include "coap_status.h"
+#include "dbus_api.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
@@ -27,6 +28,7 @@ struct request *request_new(Manager *m) {
         sd_event_now(m->event, CLOCK_MONOTONIC, &r->started_usec);
         LIST_PREPEND(requests, m->requests, r);
         m->n_requests++;
+        dbus_api_properties_changed(m->dbus);
         return r;
 }
 
@@ -37,6 +39,7 @@ void request_free(struct request *r) {
                 upstream_http_cancel(r->manager->http, r);
         LIST_REMOVE(requests, r->manager->requests, r);
         r->manager->n_requests--;
+        dbus_api_properties_changed(r->manager->dbus);
         free(r->body);
         free(r->answer);
         free(r->upstream_name);

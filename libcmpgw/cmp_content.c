@@ -290,7 +290,8 @@ static char *bio_to_string(BIO *b) {
         s = malloc((size_t) n + 1);
         if (!s)
                 return NULL;
-        memcpy(s, data, (size_t) n);
+        if (n > 0)      /* an empty BIO may hand back NULL data */
+                memcpy(s, data, (size_t) n);
         s[n] = '\0';
         return s;
 }

@@ -1,8 +1,10 @@
-/* libFuzzer harness: PKIMessage inspection, the first thing that touches
- * what a network peer sends (daemon/request.c and upstream_http.c). */
+/* libFuzzer harness: PKIMessage inspection (daemon/request.c and
+ * upstream_http.c) and content parsing for the registry (cmp_content.c):
+ * what touches the bytes network peers send. */
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cmp_content.h"
 #include "cmp_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -17,6 +19,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void) cmp_body_name(info.body);
                 for (int op = CMP_OP_NONE; op < _CMP_OP_MAX; op++)
                         (void) cmp_body_allowed_on_op(op, info.body);
+        }
+        {
+                struct cmp_content *c = NULL;
+                if (cmp_content_parse(data, size, &c) == 0)
+                        cmp_content_free(c);
         }
         return 0;
 }

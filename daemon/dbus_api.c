@@ -1,0 +1,646 @@
+/* dbus_api.c -- org.cmpgw.Gateway1 on the system (or session) bus
+ *
+ * One sd-bus connection attached to the manager's sd-event loop. The object
+ * /org/cmpgw/Gateway1 exports the interface of dbus/org.cmpgw.Gateway1.xml:
+ * read-only properties, registry queries and control methods, and signals
+ * for what the registry learns. Who may call what is decided by the bus
+ * policy (dbus/org.cmpgw.Gateway1.conf), so every member is marked
+ * SD_BUS_VTABLE_UNPRIVILEGED: sd-bus' own capability check would refuse
+ * members of group cmpgw that the policy lets through. */
+#include "dbus_api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "log.h"
+#include "manager.h"
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+#define GW_BUS_NAME   "org.cmpgw.Gateway1"
+#define GW_PATH       "/org/cmpgw/Gateway1"
+#define GW_INTERFACE  "org.cmpgw.Gateway1"
+
+#define GW_ERROR_NO_SUCH_DEVICE   "org.cmpgw.Gateway1.Error.NoSuchDevice"
+#define GW_ERROR_INVALID_ARGUMENT "org.cmpgw.Gateway1.Error.InvalidArgument"
+#define GW_ERROR_FAILED           "org.cmpgw.Gateway1.Error.Failed"
+
+#define LIST_DEFAULT_LIMIT 100u
+#define LIST_MAX_LIMIT     1000u
+
+struct dbus_api {
+        Manager *manager;
+        enum cmpgw_bus bus_type;
+        sd_bus *bus;
+        sd_bus_slot *vtable_slot;
+        sd_bus_slot *name_slot;
+        sd_bus_slot *filter_slot;
+        sd_event_source *props_defer;   /* coalesces PropertiesChanged */
+        uint64_t started_usec;          /* CLOCK_MONOTONIC; uptime_sec if the manager's is unset */
+        bool name_owned;
+
+        /* what the last PropertiesChanged said (or the initial values) */
+        uint64_t sent_device_count;
+        unsigned sent_in_flight;
+};
+
+static const char *bus_label(enum cmpgw_bus b) {
+        return b == BUS_SESSION ? "session" : "system";
+}
+
+static const char *strempty(const char *s) {
+        return s ? s : "";
+}
+
+static uint64_t device_count(Manager *m) {
+        return m->registry ? registry_count(m->registry) : 0;
+}
+
+static int registry_unavailable(sd_bus_error *error) {
+        return sd_bus_error_setf(error, GW_ERROR_FAILED,
+                                 "the device registry is not open (see cmpgwd's log)");
+}
+
+/* ------------------------------------------------------------ json → D-Bus */
+
+static int append_json_object(sd_bus_message *msg, struct json_object *o);
+
+/* One json value as a variant: string "s", int "x", bool "b", double "d",
+ * object "a{sv}", array "av". Callers skip null. */
+static int append_json_variant(sd_bus_message *msg, struct json_object *v) {
+        int r;
+
+        switch (json_object_get_type(v)) {
+        case json_type_string:
+                return sd_bus_message_append(msg, "v", "s", json_object_get_string(v));
+        case json_type_int:
+                return sd_bus_message_append(msg, "v", "x", (int64_t) json_object_get_int64(v));
+        case json_type_boolean:
+                return sd_bus_message_append(msg, "v", "b", (int) json_object_get_boolean(v));
+        case json_type_double:
+                return sd_bus_message_append(msg, "v", "d", json_object_get_double(v));
+        case json_type_object:
+                r = sd_bus_message_open_container(msg, 'v', "a{sv}");
+                if (r < 0)
+                        return r;
+                r = append_json_object(msg, v);
+                if (r < 0)
+                        return r;
+                return sd_bus_message_close_container(msg);
+        case json_type_array:
+                r = sd_bus_message_open_container(msg, 'v', "av");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(msg, 'a', "v");
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < json_object_array_length(v); i++) {
+                        struct json_object *e = json_object_array_get_idx(v, i);
+
+                        if (!e || json_object_get_type(e) == json_type_null)
+                                continue;
+                        r = append_json_variant(msg, e);
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_close_container(msg);
+                if (r < 0)
+                        return r;
+                return sd_bus_message_close_container(msg);
+        case json_type_null:
+        default:
+                return -EINVAL;
+        }
+}
+
+/* A json object as a{sv}; members that are null are left out. */
+static int append_json_object(sd_bus_message *msg, struct json_object *o) {
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (o && json_object_is_type(o, json_type_object)) {
+                json_object_object_foreach(o, key, val) {
+                        if (!val || json_object_get_type(val) == json_type_null)
+                                continue;
+                        r = sd_bus_message_open_container(msg, 'e', "sv");
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_append_basic(msg, 's', key);
+                        if (r < 0)
+                                return r;
+                        r = append_json_variant(msg, val);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_close_container(msg);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return sd_bus_message_close_container(msg);
+}
+
+static void json_putp(struct json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+/* ------------------------------------------------------------ properties */
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface,
+                                const char *property, sd_bus_message *reply,
+                                void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", CMPGW_VERSION);
+}
+
+static int property_get_listeners(sd_bus *bus, const char *path, const char *interface,
+                                  const char *property, sd_bus_message *reply,
+                                  void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        const struct cmpgw_config *c = d->manager->config;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; c && i < c->n_listen; i++) {
+                r = sd_bus_message_append_basic(reply, 's', c->listen[i].uri);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_upstreams(sd_bus *bus, const char *path, const char *interface,
+                                  const char *property, sd_bus_message *reply,
+                                  void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        const struct cmpgw_config *c = d->manager->config;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; c && i < c->n_upstreams; i++) {
+                r = sd_bus_message_append_basic(reply, 's', c->upstreams[i].name);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_device_count(sd_bus *bus, const char *path, const char *interface,
+                                     const char *property, sd_bus_message *reply,
+                                     void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+
+        return sd_bus_message_append(reply, "t", device_count(d->manager));
+}
+
+static int property_get_in_flight(sd_bus *bus, const char *path, const char *interface,
+                                  const char *property, sd_bus_message *reply,
+                                  void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+
+        return sd_bus_message_append(reply, "u", (uint32_t) d->manager->n_requests);
+}
+
+/* The defer source: at most one PropertiesChanged per loop iteration,
+ * naming only what changed since the last one. */
+static int on_props_defer(sd_event_source *s, void *userdata) {
+        struct dbus_api *d = userdata;
+        char *names[3];
+        size_t n = 0;
+        uint64_t count = device_count(d->manager);
+        unsigned in_flight = d->manager->n_requests;
+        int r;
+
+        if (count != d->sent_device_count)
+                names[n++] = (char *) "DeviceCount";
+        if (in_flight != d->sent_in_flight)
+                names[n++] = (char *) "TransactionsInFlight";
+        names[n] = NULL;
+        if (n == 0 || sd_bus_is_open(d->bus) <= 0)
+                return 0;
+        r = sd_bus_emit_properties_changed_strv(d->bus, GW_PATH, GW_INTERFACE, names);
+        if (r < 0)
+                log_debug("D-Bus: cannot emit PropertiesChanged: %s", strerror(-r));
+        d->sent_device_count = count;
+        d->sent_in_flight = in_flight;
+        return 0;
+}
+
+void dbus_api_properties_changed(struct dbus_api *d) {
+        if (!d || !d->props_defer)
+                return;
+        (void) sd_event_source_set_enabled(d->props_defer, SD_EVENT_ONESHOT);
+}
+
+/* ------------------------------------------------------------ methods */
+
+static bool valid_state(const char *s) {
+        static const char *const states[] = { "pending", "enrolled", "renewal-due", "expired", "revoked" };
+
+        for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+                if (strcmp(s, states[i]) == 0)
+                        return true;
+        return false;
+}
+
+static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(json_putp) struct json_object *devices = NULL;
+        struct dbus_api *d = userdata;
+        const char *state;
+        uint64_t offset, total = 0;
+        uint32_t limit;
+        int r;
+
+        r = sd_bus_message_read(msg, "stu", &state, &offset, &limit);
+        if (r < 0)
+                return r;
+        if (state[0] && !valid_state(state))
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "unknown device state '%s' (expected pending, enrolled, "
+                                         "renewal-due, expired, revoked, or '' for all)", state);
+        if (limit == 0)
+                limit = LIST_DEFAULT_LIMIT;
+        if (limit > LIST_MAX_LIMIT)
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "page size %" PRIu32 " is too large; the maximum is %u",
+                                         limit, LIST_MAX_LIMIT);
+        if (!d->manager->registry)
+                return registry_unavailable(error);
+
+        r = registry_list(d->manager->registry, state[0] ? state : NULL, offset, limit, &devices, &total);
+        if (r < 0)
+                return sd_bus_error_setf(error, GW_ERROR_FAILED,
+                                         "cannot list devices: registry query failed: %s", strerror(-r));
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; devices && i < json_object_array_length(devices); i++) {
+                r = append_json_object(reply, json_object_array_get_idx(devices, i));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "t", total);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(json_putp) struct json_object *device = NULL;
+        struct dbus_api *d = userdata;
+        const char *id;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &id);
+        if (r < 0)
+                return r;
+        if (!id[0])
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "empty device id (expected a numeric id or a subject)");
+        if (!d->manager->registry)
+                return registry_unavailable(error);
+        r = registry_get(d->manager->registry, id, &device);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, GW_ERROR_NO_SUCH_DEVICE,
+                                         "no device with id or subject '%s'", id);
+        if (r < 0)
+                return sd_bus_error_setf(error, GW_ERROR_FAILED,
+                                         "cannot look up device '%s': registry query failed: %s",
+                                         id, strerror(-r));
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = append_json_object(reply, device);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_forget_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        const char *id;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &id);
+        if (r < 0)
+                return r;
+        if (!id[0])
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "empty device id (expected a numeric id or a subject)");
+        if (!d->manager->registry)
+                return registry_unavailable(error);
+        r = registry_forget(d->manager->registry, id);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, GW_ERROR_NO_SUCH_DEVICE,
+                                         "no device with id or subject '%s'", id);
+        if (r < 0)
+                return sd_bus_error_setf(error, GW_ERROR_FAILED,
+                                         "cannot forget device '%s': %s", id, strerror(-r));
+        log_info("device '%s' forgotten (D-Bus request from %s)", id,
+                 strempty(sd_bus_message_get_sender(msg)));
+        manager_registry_changed(d->manager);       /* re-arm the renewal timer */
+        dbus_api_properties_changed(d);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        Manager *m = d->manager;
+        const struct gw_stats *s = &m->stats;
+        uint64_t now = 0, since = m->started_usec ? m->started_usec : d->started_usec;
+
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        return sd_bus_reply_method_return(msg, "a{sv}", 10,
+                "requests", "t", s->requests,
+                "forwarded", "t", s->forwarded,
+                "answered_2xx", "t", s->answered_2xx,
+                "answered_4xx", "t", s->answered_4xx,
+                "answered_5xx", "t", s->answered_5xx,
+                "upstream_errors", "t", s->upstream_errors,
+                "upstream_retries", "t", s->upstream_retries,
+                "transactions_in_flight", "u", (uint32_t) m->n_requests,
+                "devices", "t", device_count(m),
+                "uptime_sec", "t", (uint64_t) (now > since ? (now - since) / 1000000 : 0));
+}
+
+static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        char *reason = NULL;
+        int r;
+
+        log_info("reload requested over D-Bus by %s", strempty(sd_bus_message_get_sender(msg)));
+        r = manager_reload(d->manager, &reason);
+        if (r < 0) {
+                r = sd_bus_error_setf(error, GW_ERROR_FAILED,
+                                      "reloading %s failed, keeping the running configuration: %s",
+                                      d->manager->config_path, reason ? reason : strerror(-r));
+                free(reason);
+                return r;
+        }
+        free(reason);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static const sd_bus_vtable gateway_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        /* from the running configuration; no change signal (a reload may
+         * change Upstreams; listeners change only on restart) */
+        SD_BUS_PROPERTY("Listeners", "as", property_get_listeners, 0, 0),
+        SD_BUS_PROPERTY("Upstreams", "as", property_get_upstreams, 0, 0),
+        SD_BUS_PROPERTY("DeviceCount", "t", property_get_device_count, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TransactionsInFlight", "u", property_get_in_flight, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+
+        SD_BUS_METHOD_WITH_NAMES("ListDevices",
+                                 "stu", SD_BUS_PARAM(state) SD_BUS_PARAM(offset) SD_BUS_PARAM(limit),
+                                 "aa{sv}t", SD_BUS_PARAM(devices) SD_BUS_PARAM(total),
+                                 method_list_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetDevice",
+                                 "s", SD_BUS_PARAM(id),
+                                 "a{sv}", SD_BUS_PARAM(device),
+                                 method_get_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ForgetDevice",
+                                 "s", SD_BUS_PARAM(id),
+                                 "", ,
+                                 method_forget_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetStatistics",
+                                 "", ,
+                                 "a{sv}", SD_BUS_PARAM(statistics),
+                                 method_get_statistics, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+
+        SD_BUS_SIGNAL_WITH_NAMES("DeviceEnrolled", "tsss",
+                                 SD_BUS_PARAM(id) SD_BUS_PARAM(subject) SD_BUS_PARAM(serial)
+                                 SD_BUS_PARAM(not_after), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("DeviceRenewed", "tssss",
+                                 SD_BUS_PARAM(id) SD_BUS_PARAM(subject) SD_BUS_PARAM(old_serial)
+                                 SD_BUS_PARAM(new_serial) SD_BUS_PARAM(not_after), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("DeviceRevoked", "tssi",
+                                 SD_BUS_PARAM(id) SD_BUS_PARAM(subject) SD_BUS_PARAM(serial)
+                                 SD_BUS_PARAM(reason), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("DeviceRenewalDue", "tsss",
+                                 SD_BUS_PARAM(id) SD_BUS_PARAM(subject) SD_BUS_PARAM(serial)
+                                 SD_BUS_PARAM(renew_at), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("TransactionFailed", "ssss",
+                                 SD_BUS_PARAM(transaction_id) SD_BUS_PARAM(peer) SD_BUS_PARAM(body)
+                                 SD_BUS_PARAM(reason), 0),
+        SD_BUS_VTABLE_END
+};
+
+/* ------------------------------------------------------------ signals */
+
+static void emit(struct dbus_api *d, const char *member, const char *types, ...) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        va_list ap;
+        int r;
+
+        if (sd_bus_is_open(d->bus) <= 0)
+                return;         /* logged once on disconnect */
+        r = sd_bus_message_new_signal(d->bus, &msg, GW_PATH, GW_INTERFACE, member);
+        if (r >= 0) {
+                va_start(ap, types);
+                r = sd_bus_message_appendv(msg, types, ap);
+                va_end(ap);
+        }
+        if (r >= 0)
+                r = sd_bus_send(d->bus, msg, NULL);
+        if (r < 0)
+                log_warning("D-Bus: cannot emit signal %s: %s", member, strerror(-r));
+}
+
+void dbus_api_emit_registry_event(struct dbus_api *d, const struct registry_event *ev) {
+        uint64_t id;
+
+        if (!d || !ev)
+                return;
+        id = ev->device_id > 0 ? (uint64_t) ev->device_id : 0;
+        switch (ev->type) {
+        case REG_EV_ENROLLED:
+                emit(d, "DeviceEnrolled", "tsss", id, strempty(ev->subject), strempty(ev->serial),
+                     strempty(ev->not_after));
+                break;
+        case REG_EV_RENEWED:
+                emit(d, "DeviceRenewed", "tssss", id, strempty(ev->subject), strempty(ev->old_serial),
+                     strempty(ev->serial), strempty(ev->not_after));
+                break;
+        case REG_EV_REVOKED:
+                emit(d, "DeviceRevoked", "tssi", id, strempty(ev->subject), strempty(ev->serial),
+                     (int32_t) ev->reason);
+                break;
+        case REG_EV_RENEWAL_DUE:
+                emit(d, "DeviceRenewalDue", "tsss", id, strempty(ev->subject), strempty(ev->serial),
+                     strempty(ev->renew_at));
+                break;
+        case REG_EV_FAILED:
+                /* the registry does not know the body type; request.c may
+                 * call dbus_api_emit_transaction_failed() instead */
+                emit(d, "TransactionFailed", "ssss", strempty(ev->transaction_id), strempty(ev->peer),
+                     "", strempty(ev->detail));
+                break;
+        }
+        dbus_api_properties_changed(d);
+}
+
+void dbus_api_emit_transaction_failed(struct dbus_api *d, const char *transaction_id,
+                                      const char *peer, const char *body, const char *reason) {
+        if (!d)
+                return;
+        emit(d, "TransactionFailed", "ssss", strempty(transaction_id), strempty(peer),
+             strempty(body), strempty(reason));
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static int on_request_name(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        struct dbus_api *d = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        uint32_t ret;
+        int r;
+
+        d->name_slot = sd_bus_slot_unref(d->name_slot);
+        if (e) {
+                if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED))
+                        log_error("cannot own %s on the %s bus: %s (install dbus/org.cmpgw.Gateway1.conf "
+                                  "in /usr/share/dbus-1/system.d/ and run cmpgwd as root)",
+                                  GW_BUS_NAME, bus_label(d->bus_type), strempty(e->message));
+                else
+                        log_error("cannot own %s on the %s bus: %s: %s", GW_BUS_NAME, bus_label(d->bus_type),
+                                  strempty(e->name), strempty(e->message));
+                return 0;
+        }
+        r = sd_bus_message_read(reply, "u", &ret);
+        if (r < 0) {
+                log_error("cannot own %s on the %s bus: malformed RequestName reply: %s",
+                          GW_BUS_NAME, bus_label(d->bus_type), strerror(-r));
+                return 0;
+        }
+        switch (ret) {
+        case 1: /* DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER */
+        case 4: /* DBUS_REQUEST_NAME_REPLY_ALREADY_OWNER */
+                d->name_owned = true;
+                log_info("D-Bus: %s on the %s bus", GW_BUS_NAME, bus_label(d->bus_type));
+                break;
+        case 3: /* DBUS_REQUEST_NAME_REPLY_EXISTS */
+                log_error("cannot own %s on the %s bus: another process owns it (is another cmpgwd running?)",
+                          GW_BUS_NAME, bus_label(d->bus_type));
+                break;
+        default:
+                log_error("cannot own %s on the %s bus: RequestName answered %" PRIu32,
+                          GW_BUS_NAME, bus_label(d->bus_type), ret);
+                break;
+        }
+        return 0;
+}
+
+/* The bus went away (dbus-daemon restarted or stopped). The gateway keeps
+ * serving CoAP; D-Bus comes back only with a restart of cmpgwd. */
+static int on_bus_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        struct dbus_api *d = userdata;
+
+        if (sd_bus_message_is_signal(m, "org.freedesktop.DBus.Local", "Disconnected") > 0)
+                log_error("lost the connection to the %s bus: %s is gone until cmpgwd restarts "
+                          "(CoAP service continues)", bus_label(d->bus_type), GW_BUS_NAME);
+        return 0;
+}
+
+int dbus_api_new(Manager *m, enum cmpgw_bus bus, struct dbus_api **ret) {
+        struct dbus_api *d;
+        const char *addr;
+        int r;
+
+        *ret = NULL;
+        if (bus == BUS_NONE)
+                return 0;
+        d = calloc(1, sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        d->manager = m;
+        d->bus_type = bus;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &d->started_usec);
+
+        if (bus == BUS_SESSION) {
+                r = sd_bus_open_user(&d->bus);
+                addr = getenv("DBUS_SESSION_BUS_ADDRESS");
+        } else {
+                r = sd_bus_open_system(&d->bus);
+                addr = getenv("DBUS_SYSTEM_BUS_ADDRESS");
+                if (!addr)
+                        addr = "unix:path=/run/dbus/system_bus_socket";
+        }
+        if (r < 0) {
+                log_error("cannot connect to the %s bus%s%s%s: %s", bus_label(bus),
+                          addr ? " (" : "", addr ? addr : "", addr ? ")" : "", strerror(-r));
+                goto fail;
+        }
+        (void) sd_bus_set_description(d->bus, "cmpgwd");
+        r = sd_bus_attach_event(d->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                log_error("cannot attach the %s bus to the event loop: %s", bus_label(bus), strerror(-r));
+                goto fail;
+        }
+        r = sd_bus_add_filter(d->bus, &d->filter_slot, on_bus_message, d);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_add_object_vtable(d->bus, &d->vtable_slot, GW_PATH, GW_INTERFACE, gateway_vtable, d);
+        if (r < 0) {
+                log_error("cannot export %s on the %s bus: %s", GW_PATH, bus_label(bus), strerror(-r));
+                goto fail;
+        }
+        r = sd_event_add_defer(m->event, &d->props_defer, on_props_defer, d);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(d->props_defer, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(d->props_defer, "dbus-properties-changed");
+        d->sent_device_count = device_count(m);
+        d->sent_in_flight = m->n_requests;
+
+        r = sd_bus_request_name_async(d->bus, &d->name_slot, GW_BUS_NAME, 0, on_request_name, d);
+        if (r < 0) {
+                log_error("cannot own %s on the %s bus: %s", GW_BUS_NAME, bus_label(bus), strerror(-r));
+                goto fail;
+        }
+        *ret = d;
+        return 0;
+fail:
+        dbus_api_free(d);
+        return r;
+}
+
+struct dbus_api *dbus_api_free(struct dbus_api *d) {
+        if (!d)
+                return NULL;
+        d->props_defer = sd_event_source_disable_unref(d->props_defer);
+        d->name_slot = sd_bus_slot_unref(d->name_slot);
+        d->vtable_slot = sd_bus_slot_unref(d->vtable_slot);
+        d->filter_slot = sd_bus_slot_unref(d->filter_slot);
+        if (d->bus) {
+                (void) sd_bus_detach_event(d->bus);
+                d->bus = sd_bus_flush_close_unref(d->bus);
+        }
+        free(d);
+        return NULL;
+}
