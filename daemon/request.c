@@ -180,11 +180,24 @@ static void request_record(struct request *r, const struct upstream_result *res)
         manager_registry_changed(m);
 }
 
+/* A transaction the upstream never answered with a PKIMessage (unreachable,
+ * timeout, garbage): the registry cannot see it, so it is signalled here. */
+static void request_signal_failure(struct request *r, const struct upstream_result *res) {
+        char tid[2 * sizeof r->info.tid + 1];
+
+        if (res->body_is_cmp || res->coap_code < 500)
+                return;
+        cmp_msg_tid_hex(&r->info, tid, sizeof tid);
+        dbus_api_emit_transaction_failed(r->manager->dbus, tid, r->peer, cmp_body_name(r->info.body),
+                                         res->diagnostic ? res->diagnostic : "upstream failed");
+}
+
 void request_complete(struct request *r, const struct upstream_result *res) {
         int max_age = res->max_age;
         int ret;
 
         request_record(r, res);
+        request_signal_failure(r, res);
 
         if (res->coap_code == 503 || max_age == -2)
                 max_age = (int) r->manager->config->unavailable_max_age;

@@ -81,7 +81,7 @@ static int get_seconds(struct parser *p, const char *key, struct json_object *v,
                 return fail(p, key, "expected a number of seconds");
         d = json_object_get_double(v);
         if (!(d >= min && d <= max))
-                return fail(p, key, "%g is out of range: expected %g to %g seconds", d, min, max);
+                return fail(p, key, "%.10g is out of range: expected %.10g to %.10g seconds", d, min, max);
         *ret = (uint64_t) (d * 1e6);
         return 0;
 }

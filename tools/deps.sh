@@ -11,7 +11,7 @@ build=(meson ninja-build gcc pkg-config libcoap3-dev libcurl4-openssl-dev
 # dbus-daemon, python3 (test fixtures), clang (fuzzing),
 # systemd (systemd-analyze verify of the unit), iproute2 + util-linux
 # (ip, unshare: the multicast test runs in a network namespace of its own)
-runtime=(libcoap3-bin openssl dbus python3 clang systemd iproute2 util-linux)
+runtime=(libcoap3-bin openssl dbus python3 clang systemd iproute2 util-linux sqlite3)
 pkgs=("${build[@]}" "${runtime[@]}")
 
 if [[ ${1:-} == --list ]]; then
