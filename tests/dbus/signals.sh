@@ -25,6 +25,12 @@ PY
 start_gw_dbus "$T/gw.json"
 CMP=$GW_URI/.well-known/cmp
 start_monitor
+# PropertiesChanged is not among the interface's own signals: watch the bus
+dbus-monitor --address "$DBUS_SYSTEM_BUS_ADDRESS" \
+        "type='signal',path='/org/cmpgw/Gateway1',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'" \
+        >"$T/props.log" 2>&1 &
+PIDS+=($!)
+sleep 0.5
 
 step "enrolment → DeviceEnrolled, then DeviceRenewalDue from the renewal timer"
 timeout 60 "$CMPCOAP" ir --server "$CMP" --ref "$CA_REF" --secret "$CA_SECRET" --newkey "$PKI/ee.key" \
@@ -43,6 +49,13 @@ json_check "renewals" "$T/renewals.out" '
 assert len(j) == 1, j
 assert j[0]["state"] == "renewal-due", j
 assert j[0]["serial"] == a[0], j' "$S"
+
+step "PropertiesChanged for DeviceCount and TransactionsInFlight"
+for _ in $(seq 50); do grep -q '"DeviceCount"' "$T/props.log" && break; sleep 0.1; done
+grep -A2 '"DeviceCount"' "$T/props.log" | grep -q 'uint64 1' ||
+        { cat "$T/props.log" >&2; fail "no PropertiesChanged with DeviceCount 1 after the first enrolment"; }
+grep -q '"TransactionsInFlight"' "$T/props.log" ||
+        { cat "$T/props.log" >&2; fail "no PropertiesChanged for TransactionsInFlight"; }
 
 step "wrong MAC secret → the CA answers an error → TransactionFailed"
 rc=0
