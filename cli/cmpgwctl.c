@@ -427,6 +427,51 @@ static void print_pairs(const char *const *keys, const char *const *values, size
 
 /* ------------------------------------------------------------ commands */
 
+/* GetStatistics' per-upstream health, as "upstream_health" */
+static int status_add_health(sd_bus *bus, struct json_object *out) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(json_putp) struct json_object *stats = NULL;
+        struct json_object *u;
+        int r;
+
+        r = call(bus, "GetStatistics", &reply, NULL);
+        if (r < 0)
+                return -r;
+        r = read_json_dict(reply, &stats);
+        if (r < 0)
+                return -bad_reply("GetStatistics", r);
+        if (json_object_object_get_ex(stats, "upstreams", &u))
+                json_object_object_add(out, "upstream_health", json_object_get(u));
+        return EXIT_OK;
+}
+
+static void status_print_health(struct json_object *out) {
+        static const char *const cols[][2] = {
+                { "name", "UPSTREAM" }, { "requests", "REQUESTS" }, { "failures", "FAILURES" },
+                { "failures_in_a_row", "IN A ROW" }, { "latency_ms", "LATENCY MS" },
+                { "last_success", "LAST SUCCESS" }, { "last_failure", "LAST FAILURE" },
+                { "backoff_sec", "BACKOFF S" },
+        };
+        struct json_object *u;
+        size_t n;
+
+        if (!json_object_object_get_ex(out, "upstream_health", &u) || !json_object_is_type(u, json_type_array))
+                return;
+        n = json_object_array_length(u);
+        printf("\n");
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+                printf("%-*s", c == 0 ? 12 : 14, cols[c][1]);
+        printf("\n");
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(u, i);
+                for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+                        const char *t = field(e, cols[c][0]);
+                        printf("%-*s", c == 0 ? 12 : 14, t && *t ? t : "-");
+                }
+                printf("\n");
+        }
+}
+
 static int cmd_status(sd_bus *bus) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
@@ -455,6 +500,9 @@ static int cmd_status(sd_bus *bus) {
         for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
                 if (json_object_object_get_ex(props, map[i].prop, &v))
                         json_object_object_add(out, map[i].key, json_object_get(v));
+        r = status_add_health(bus, out);
+        if (r != EXIT_OK)
+                return r;
         if (arg_json) {
                 print_json(out);
                 return EXIT_OK;
@@ -474,6 +522,7 @@ static int cmd_status(sd_bus *bus) {
                         printf("%9s%s %s\n", j == 0 ? map[i].label : "", j == 0 ? ":" : " ",
                                text(json_object_array_get_idx(v, j)));
         }
+        status_print_health(out);
         return EXIT_OK;
 }
 

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 #include <systemd/sd-bus.h>
@@ -21,6 +22,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "upstream_http.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
@@ -365,24 +367,87 @@ static int method_forget_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+static const char *rfc3339_or_empty(int64_t t, char buf[static 32]) {
+        struct tm tm;
+
+        if (t <= 0 || !gmtime_r(&(time_t) { (time_t) t }, &tm))
+                return "";
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return buf;
+}
+
+/* "upstreams": one dict per configured upstream with its health (issue 6) */
+static int append_upstream_health(sd_bus_message *reply, Manager *m) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "upstreams");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "aa{sv}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        for (size_t i = 0; r >= 0 && i < m->config->n_upstreams; i++) {
+                const char *name = m->config->upstreams[i].name;
+                const struct upstream_health *h = upstream_http_health(m->http, name);
+                struct upstream_health zero = { .latency_ms = 0 };
+                char ok[32], bad[32];
+
+                if (!h)
+                        h = &zero;
+                r = sd_bus_message_append(reply, "a{sv}", 9,
+                        "name", "s", name,
+                        "uri", "s", m->config->upstreams[i].uri,
+                        "requests", "t", h->requests,
+                        "failures", "t", h->failures,
+                        "failures_in_a_row", "u", h->failures_in_a_row,
+                        "last_success", "s", rfc3339_or_empty(h->last_success, ok),
+                        "last_failure", "s", rfc3339_or_empty(h->last_failure, bad),
+                        "latency_ms", "d", h->latency_ms,
+                        "backoff_sec", "u", upstream_http_backoff_left(m->http, name));
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct dbus_api *d = userdata;
         Manager *m = d->manager;
         const struct gw_stats *s = &m->stats;
         uint64_t now = 0, since = m->started_usec ? m->started_usec : d->started_usec;
+        sd_bus_message *reply = NULL;
+        int r;
 
         sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        return sd_bus_reply_method_return(msg, "a{sv}", 10,
-                "requests", "t", s->requests,
-                "forwarded", "t", s->forwarded,
-                "answered_2xx", "t", s->answered_2xx,
-                "answered_4xx", "t", s->answered_4xx,
-                "answered_5xx", "t", s->answered_5xx,
-                "upstream_errors", "t", s->upstream_errors,
-                "upstream_retries", "t", s->upstream_retries,
-                "transactions_in_flight", "u", (uint32_t) m->n_requests,
-                "devices", "t", device_count(m),
-                "uptime_sec", "t", (uint64_t) (now > since ? (now - since) / 1000000 : 0));
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
+                        "requests", "t", s->requests,
+                        "forwarded", "t", s->forwarded,
+                        "answered_2xx", "t", s->answered_2xx,
+                        "answered_4xx", "t", s->answered_4xx,
+                        "answered_5xx", "t", s->answered_5xx,
+                        "upstream_errors", "t", s->upstream_errors,
+                        "upstream_retries", "t", s->upstream_retries,
+                        "transactions_in_flight", "u", (uint32_t) m->n_requests,
+                        "devices", "t", device_count(m),
+                        "uptime_sec", "t", (uint64_t) (now > since ? (now - since) / 1000000 : 0));
+        if (r >= 0)
+                r = append_upstream_health(reply, m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        return r;
 }
 
 static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

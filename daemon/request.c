@@ -137,6 +137,7 @@ static int route(struct request *r) {
 void request_start(struct request *r) {
         Manager *m = r->manager;
         const char *why = NULL;
+        unsigned left;
         int ret;
 
         m->stats.requests++;
@@ -152,6 +153,10 @@ void request_start(struct request *r) {
                 return request_fail(r, 404, -1, "no upstream takes label \"%s\"", r->path.label);
         if (ret < 0)
                 return request_fail(r, 500, -1, "cannot route: %s", strerror(-ret));
+        left = upstream_http_backoff_left(m->http, r->upstream_name);
+        if (left > 0)
+                return request_fail(r, 503, (int) left, "upstream %s keeps failing; not contacted for %u s",
+                                    r->upstream_name, left);
         /* RFC 9482 §3: only preconfigured upstreams are ever contacted */
         ret = upstream_http_submit(m->http, r);
         if (ret < 0)
@@ -173,6 +178,10 @@ static void request_record(struct request *r, const struct upstream_result *res)
 
         if (!m->registry || !res->body_is_cmp)
                 return;
+        if (r->psk_identity[0])
+                x.psk_identity = r->psk_identity;
+        if (r->client_subject[0])
+                x.client_subject = r->client_subject;
         ret = registry_observe(m->registry, &x);
         if (ret < 0)
                 log_warning("request %llu: registry: cannot record the exchange: %s",

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -24,7 +25,12 @@ struct upstream_http {
         /* The last answer the upstream sent ended a CMP transaction; servers
          * such as `openssl cmp` close the connection after that. */
         bool peer_may_have_closed;
+        struct upstream_health *health;
+        size_t n_health;
 };
+
+#define BACKOFF_AFTER 3                 /* transport failures in a row */
+#define BACKOFF_MAX_SEC 60
 
 struct upstream_call {
         struct upstream_http *http;
@@ -37,6 +43,73 @@ struct upstream_call {
         char content_type[64];
         char errbuf[CURL_ERROR_SIZE];
 };
+
+static struct upstream_health *health_get(struct upstream_http *h, const char *name) {
+        struct upstream_health *n;
+
+        for (size_t i = 0; i < h->n_health; i++)
+                if (strcmp(h->health[i].name, name) == 0)
+                        return &h->health[i];
+        n = realloc(h->health, (h->n_health + 1) * sizeof *n);
+        if (!n)
+                return NULL;
+        h->health = n;
+        n = &h->health[h->n_health++];
+        memset(n, 0, sizeof *n);
+        snprintf(n->name, sizeof n->name, "%s", name);
+        return n;
+}
+
+const struct upstream_health *upstream_http_health(struct upstream_http *h, const char *name) {
+        for (size_t i = 0; i < h->n_health; i++)
+                if (strcmp(h->health[i].name, name) == 0)
+                        return &h->health[i];
+        return NULL;
+}
+
+unsigned upstream_http_backoff_left(struct upstream_http *h, const char *name) {
+        const struct upstream_health *u = upstream_http_health(h, name);
+        uint64_t now;
+
+        if (!u || !u->backoff_until_usec)
+                return 0;
+        sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+        return u->backoff_until_usec > now ? (unsigned) ((u->backoff_until_usec - now + 999999) / 1000000) : 0;
+}
+
+/* Count an exchange; after BACKOFF_AFTER transport failures in a row the
+ * upstream is left alone for 5 s, doubling up to BACKOFF_MAX_SEC. The first
+ * request after the pause probes it; one success ends the backoff. */
+static void health_note(struct upstream_http *h, const struct request *r, bool transport_ok) {
+        struct upstream_health *u = health_get(h, r->upstream_name);
+        uint64_t now;
+
+        if (!u)
+                return;
+        sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+        u->requests++;
+        if (transport_ok) {
+                u->answered++;
+                u->failures_in_a_row = 0;
+                u->backoff_until_usec = 0;
+                u->last_success = (int64_t) time(NULL);
+                u->latency_ms = (double) (now - r->started_usec) / 1000.0;
+                return;
+        }
+        u->failures++;
+        u->failures_in_a_row++;
+        u->last_failure = (int64_t) time(NULL);
+        if (u->failures_in_a_row >= BACKOFF_AFTER) {
+                unsigned shift = u->failures_in_a_row - BACKOFF_AFTER, sec = 5;
+                while (shift-- > 0 && sec < BACKOFF_MAX_SEC)
+                        sec *= 2;
+                if (sec > BACKOFF_MAX_SEC)
+                        sec = BACKOFF_MAX_SEC;
+                u->backoff_until_usec = now + (uint64_t) sec * 1000000;
+                log_warning("upstream %s: %u failures in a row; not contacted for %u s", u->name,
+                            u->failures_in_a_row, sec);
+        }
+}
 
 static void call_free(struct upstream_call *c) {
         if (!c)
@@ -252,6 +325,7 @@ static void call_done(struct upstream_call *c, CURLcode cc) {
                 call_retry(c);
                 return;
         }
+        health_note(c->http, r, cc == CURLE_OK);
         if (cc != CURLE_OK) {
                 c->http->stats->upstream_errors++;
                 log_warning("request %llu: upstream %s (%s): %s", (unsigned long long) r->id, r->upstream_name,
@@ -391,6 +465,7 @@ struct upstream_http *upstream_http_free(struct upstream_http *h) {
                 curl_multi_cleanup(h->multi);
         sd_event_source_disable_unref(h->timer);
         curl_slist_free_all(h->headers);
+        free(h->health);
         sd_event_unref(h->event);
         free(h);
         return NULL;

@@ -20,3 +20,19 @@ void upstream_http_set_max_response(struct upstream_http *h, size_t max_response
  * later loop iteration, exactly once, unless upstream_http_cancel(). */
 int upstream_http_submit(struct upstream_http *h, struct request *r);
 void upstream_http_cancel(struct upstream_http *h, struct request *r);
+
+/* Health per upstream (issue 6): kept by name across reloads. */
+struct upstream_health {
+        char name[64];
+        uint64_t requests, answered, failures;
+        uint32_t failures_in_a_row;     /* transport failures: unreachable, timeout, broken connection */
+        int64_t last_success, last_failure;     /* unix seconds, 0 never */
+        double latency_ms;              /* of the last answered exchange */
+        uint64_t backoff_until_usec;    /* CLOCK_MONOTONIC; 0 when not backing off */
+};
+
+/* The health record of NAME, NULL before its first request. */
+const struct upstream_health *upstream_http_health(struct upstream_http *h, const char *name);
+/* An upstream that keeps failing is backed off: seconds until it is tried
+ * again (the Max-Age of the 5.03 meanwhile), 0 when it may be tried now. */
+unsigned upstream_http_backoff_left(struct upstream_http *h, const char *name);
