@@ -13,6 +13,7 @@
 #include "dbus_api.h"
 #include "log.h"
 #include "registry.h"
+#include "upstream_coap.h"
 #include "upstream_http.h"
 
 #define STOP_GRACE_USEC   (5 * 1000000ULL)  /* let in-flight requests finish */
@@ -240,6 +241,9 @@ int manager_start(Manager *m) {
         r = upstream_http_new(m->event, &m->stats, m->config->max_message_size, &m->http);
         if (r < 0)
                 return log_error("cannot set up the HTTP upstream client: %s", strerror(-r)), r;
+        r = upstream_coap_new(m->event, &m->stats, m->config->max_message_size, &m->coap_client);
+        if (r < 0)
+                return log_error("cannot set up the CoAP upstream client: %s", strerror(-r)), r;
         r = coap_server_new(m, m->config, &m->coap);
         if (r < 0)
                 return r;
@@ -270,6 +274,7 @@ Manager *manager_free(Manager *m) {
         }
         m->coap = coap_server_free(m->coap);
         m->http = upstream_http_free(m->http);
+        m->coap_client = upstream_coap_free(m->coap_client);
         sd_event_source_disable_unref(m->renew_timer);
         m->registry = registry_close(m->registry);
         sd_event_source_disable_unref(m->sig_term);

@@ -12,6 +12,7 @@
 
 struct coap_server;
 struct upstream_http;
+struct upstream_coap;
 struct registry;
 struct dbus_api;
 
@@ -33,6 +34,7 @@ struct Manager {
 
         struct coap_server *coap;
         struct upstream_http *http;
+        struct upstream_coap *coap_client;      /* coap:// upstreams */
         struct registry *registry;
         struct dbus_api *dbus;          /* NULL with "dbus": {"bus": "none"} */
         sd_event_source *renew_timer;   /* the earliest renewal or expiry */

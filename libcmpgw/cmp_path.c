@@ -107,8 +107,8 @@ static bool ends_with(const char *s, size_t len, const char *suffix) {
         return len >= sl && memcmp(s + len - sl, suffix, sl) == 0;
 }
 
-int cmp_path_http_upstream_uri(const char *base, const char *label, enum cmp_op op,
-                               char *buf, size_t size) {
+static int upstream_uri(const char *base, const char *label, const char *op_name,
+                        char *buf, size_t size) {
         size_t blen = strlen(base);
         int r;
 
@@ -121,8 +121,18 @@ int cmp_path_http_upstream_uri(const char *base, const char *label, enum cmp_op 
         else
                 r = snprintf(buf, size, "%.*s%s%s%s%s", (int) blen, base,
                              label && *label ? "/p/" : "", label ? label : "",
-                             op != CMP_OP_NONE ? "/" : "", cmp_op_http_name(op));
+                             *op_name ? "/" : "", op_name);
         if (r < 0 || (size_t) r >= size)
                 return -ENOBUFS;
         return r;
+}
+
+int cmp_path_http_upstream_uri(const char *base, const char *label, enum cmp_op op,
+                               char *buf, size_t size) {
+        return upstream_uri(base, label, cmp_op_http_name(op), buf, size);
+}
+
+int cmp_path_coap_upstream_uri(const char *base, const char *label, enum cmp_op op,
+                               char *buf, size_t size) {
+        return upstream_uri(base, label, cmp_op_coap_name(op), buf, size);
 }

@@ -61,3 +61,6 @@ enum cmp_op cmp_op_from_coap_name(const char *s, size_t len); /* CMP_OP_NONE if 
  * Returns the length, or -ENOBUFS. */
 int cmp_path_http_upstream_uri(const char *base, const char *label, enum cmp_op op,
                                char *buf, size_t size);
+/* The same for a CoAP upstream: the CoAP operation labels, unchanged. */
+int cmp_path_coap_upstream_uri(const char *base, const char *label, enum cmp_op op,
+                               char *buf, size_t size);

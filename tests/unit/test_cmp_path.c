@@ -88,6 +88,13 @@ static void test_upstream_uri(void) {
         CHECK(cmp_path_http_upstream_uri("http://127.0.0.1:8080/pkix/", "fac", CMP_OP_IR, buf, sizeof buf) > 0);
         CHECK_STR(buf, "http://127.0.0.1:8080/pkix/");
         CHECK_INT(cmp_path_http_upstream_uri("http://ca/.well-known/cmp", "fac", CMP_OP_IR, buf, 10), -ENOBUFS);
+        /* CoAP upstreams keep the CoAP operation labels */
+        CHECK(cmp_path_coap_upstream_uri("coap://gw2/.well-known/cmp", "fac", CMP_OP_P10, buf, sizeof buf) > 0);
+        CHECK_STR(buf, "coap://gw2/.well-known/cmp/p/fac/p10");
+        CHECK(cmp_path_coap_upstream_uri("coap://gw2:5783/.well-known/cmp", "", CMP_OP_NONE, buf, sizeof buf) > 0);
+        CHECK_STR(buf, "coap://gw2:5783/.well-known/cmp");
+        CHECK(cmp_path_coap_upstream_uri("coap://gw2/x", "fac", CMP_OP_IR, buf, sizeof buf) > 0);
+        CHECK_STR(buf, "coap://gw2/x");
 }
 
 int main(void) {

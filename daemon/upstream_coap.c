@@ -1,0 +1,380 @@
+/* upstream_coap.c -- CMP over CoAP to an upstream (RFC 9482): Confirmable
+ * POST, Content-Format 259, block-wise both ways, separate responses,
+ * Max-Age honoured on 5.03; libcoap's client on the daemon's loop. */
+#include "upstream_coap.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <coap3/coap.h>
+
+#include "cmp_msg.h"
+#include "coap_status.h"
+#include "list.h"
+#include "log.h"
+#include "manager.h"
+#include "request.h"
+
+#define CT_PKIXCMP 259
+#define SESSION_MAX 64          /* cached sessions, one per upstream host:port */
+
+struct coap_call {
+        LIST_FIELDS(struct coap_call, calls);
+        struct upstream_coap *uc;
+        struct request *req;
+        coap_session_t *session;        /* referenced */
+        uint8_t token[8];
+        size_t token_len;
+        sd_event_source *deadline;
+};
+
+struct upstream_coap {
+        sd_event *event;
+        coap_context_t *ctx;
+        sd_event_source *io, *timer;
+        struct gw_stats *stats;
+        size_t max_response;
+        LIST_HEAD(struct coap_call, calls);
+        struct {
+                char hostport[300];
+                coap_session_t *session;
+        } sessions[SESSION_MAX];
+        size_t n_sessions;
+};
+
+/* libcoap 4.3.1 has no application data on a context; cmpgwd has one client. */
+static struct upstream_coap *the_client;
+
+static void call_free(struct coap_call *c) {
+        if (!c)
+                return;
+        LIST_REMOVE(calls, c->uc->calls, c);
+        sd_event_source_disable_unref(c->deadline);
+        if (c->session)
+                coap_session_release(c->session);
+        if (c->req)
+                c->req->coap_call = NULL;
+        free(c);
+}
+
+static void call_finish(struct coap_call *c, const struct upstream_result *res) {
+        struct request *r = c->req;
+
+        c->req = NULL;
+        r->coap_call = NULL;
+        call_free(c);
+        request_complete(r, res);
+}
+
+static void call_fail(struct coap_call *c, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void call_fail(struct coap_call *c, int code, const char *fmt, ...) {
+        struct upstream_result res = { .coap_code = code, .max_age = -1 };
+        char diag[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(diag, sizeof diag, fmt, ap);
+        va_end(ap);
+        res.diagnostic = diag;
+        c->uc->stats->upstream_errors++;
+        log_warning("request %llu: upstream %s (%s): %s", (unsigned long long) c->req->id,
+                    c->req->upstream_name, c->req->upstream_uri, diag);
+        call_finish(c, &res);
+}
+
+static struct coap_call *call_by_token(struct upstream_coap *u, coap_bin_const_t token) {
+        struct coap_call *c, *n;
+
+        LIST_FOREACH_SAFE(calls, c, n, u->calls)
+                if (c->token_len == token.length && memcmp(c->token, token.s, token.length) == 0)
+                        return c;
+        return NULL;
+}
+
+static unsigned option_uint(const coap_pdu_t *pdu, uint16_t opt, unsigned dflt) {
+        coap_opt_iterator_t it;
+        coap_opt_t *o = coap_check_option(pdu, opt, &it);
+
+        return o ? coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o)) : dflt;
+}
+
+static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
+                                   const coap_pdu_t *received, const coap_mid_t mid) {
+        struct upstream_coap *u = the_client;
+        struct coap_call *c = call_by_token(u, coap_pdu_get_token(received));
+        coap_pdu_code_t code = coap_pdu_get_code(received);
+        struct upstream_result res = { .max_age = -1 };
+        const uint8_t *data = NULL;
+        size_t len = 0, offset, total;
+        char diag[256];
+        struct cmp_msg_info info;
+        int cls;
+
+        if (!c)
+                return COAP_RESPONSE_OK;        /* late or unknown: ignore */
+        if (code == COAP_EMPTY_CODE || code == COAP_RESPONSE_CODE_CONTINUE)
+                return COAP_RESPONSE_OK;        /* separate response, or more blocks, follow */
+        coap_get_data_large(received, &len, &data, &offset, &total);
+        if (len > u->max_response) {
+                call_fail(c, 502, "upstream %s answer exceeds the size limit", c->req->upstream_name);
+                return COAP_RESPONSE_OK;
+        }
+        cls = COAP_RESPONSE_CLASS(code);
+        res.coap_code = cls * 100 + (code & 0x1f);
+        if (option_uint(received, COAP_OPTION_CONTENT_FORMAT, 0) == CT_PKIXCMP &&
+            cmp_msg_inspect(data, len, &info, NULL) == 0) {
+                res.body = data;
+                res.body_len = len;
+                res.body_is_cmp = true;
+        } else if (cls == 2) {
+                /* PRODUCT.md: an answer without a PKIMessage is a bad gateway */
+                call_fail(c, 502, "upstream %s answered %d.%02d without a PKIMessage", c->req->upstream_name,
+                          cls, code & 0x1f);
+                return COAP_RESPONSE_OK;
+        } else {
+                snprintf(diag, sizeof diag, "upstream %s: %.*s", c->req->upstream_name,
+                         (int) (len > 200 ? 200 : len), data ? (const char *) data : "");
+                res.diagnostic = diag;
+        }
+        /* RFC 7252 §5.10.5: Max-Age on 5.03 says when to retry; relay it */
+        if (res.coap_code == 503)
+                res.max_age = (int) option_uint(received, COAP_OPTION_MAXAGE, 60);
+        call_finish(c, &res);
+        return COAP_RESPONSE_OK;
+}
+
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
+                    const coap_mid_t mid) {
+        struct coap_call *c;
+
+        if (!sent)
+                return;
+        c = call_by_token(the_client, coap_pdu_get_token(sent));
+        if (!c)
+                return;
+        switch (reason) {
+        case COAP_NACK_TOO_MANY_RETRIES:
+                return call_fail(c, 504, "upstream %s did not acknowledge (CoAP retransmissions exhausted)",
+                                 c->req->upstream_name);
+        case COAP_NACK_RST:
+                return call_fail(c, 502, "upstream %s reset the exchange", c->req->upstream_name);
+        default:
+                return call_fail(c, 503, "upstream %s unreachable", c->req->upstream_name);
+        }
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct coap_call *c = userdata;
+
+        call_fail(c, 504, "upstream %s did not answer in time", c->req->upstream_name);
+        return 0;
+}
+
+static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *uri) {
+        struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV };
+        struct addrinfo *ai = NULL;
+        char host[256], port[8], key[300];
+        coap_address_t dst;
+        coap_session_t *s;
+
+        snprintf(host, sizeof host, "%.*s", (int) uri->host.length, (const char *) uri->host.s);
+        snprintf(port, sizeof port, "%u", uri->port);
+        snprintf(key, sizeof key, "%s:%s", host, port);
+        for (size_t i = 0; i < u->n_sessions; i++)
+                if (strcmp(u->sessions[i].hostport, key) == 0)
+                        return u->sessions[i].session;
+        if (u->n_sessions == SESSION_MAX || getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+                return NULL;
+        coap_address_init(&dst);
+        memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
+        dst.size = ai->ai_addrlen;
+        freeaddrinfo(ai);
+        s = coap_new_client_session(u->ctx, NULL, &dst, COAP_PROTO_UDP);
+        if (!s)
+                return NULL;
+        snprintf(u->sessions[u->n_sessions].hostport, sizeof u->sessions[0].hostport, "%s", key);
+        u->sessions[u->n_sessions++].session = s;
+        return s;
+}
+
+/* libcoap 4.3.1 clients hang on a separate Block2 answer to a single-PDU
+ * request (PEERS.md); a request in two or more blocks does not. */
+static unsigned block_szx_for(size_t body_len) {
+        unsigned szx = 6;       /* 1024 */
+
+        while (szx > 0 && (16u << szx) >= body_len)
+                szx--;
+        return szx;
+}
+
+static void release_body(coap_session_t *session, void *app_ptr) {
+        free(app_ptr);
+}
+
+static int send_post(struct coap_call *c, const coap_uri_t *uri) {
+        struct request *r = c->req;
+        coap_pdu_t *pdu = coap_new_pdu(COAP_MESSAGE_CON, COAP_REQUEST_CODE_POST, c->session);
+        coap_optlist_t *opts = NULL;
+        uint8_t buf[8], path[512], *copy;
+        size_t path_len = sizeof path;
+        int segs;
+
+        if (!pdu)
+                return -ENOMEM;
+        coap_session_new_token(c->session, &c->token_len, c->token);
+        coap_add_token(pdu, c->token_len, c->token);
+        segs = uri->path.length ? coap_split_path(uri->path.s, uri->path.length, path, &path_len) : 0;
+        for (uint8_t *p = path; segs-- > 0; p += coap_opt_size(p))
+                coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p), coap_opt_value(p)));
+        /* RFC 9482 §2.3: Content-Format application/pkixcmp */
+        coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_CONTENT_FORMAT,
+                                                    coap_encode_var_safe(buf, sizeof buf, CT_PKIXCMP), buf));
+        coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_BLOCK1,
+                                                    coap_encode_var_safe(buf, sizeof buf, block_szx_for(r->body_len)), buf));
+        coap_add_optlist_pdu(pdu, &opts);
+        coap_delete_optlist(opts);
+        copy = malloc(r->body_len);
+        if (!copy) {
+                coap_delete_pdu(pdu);
+                return -ENOMEM;
+        }
+        memcpy(copy, r->body, r->body_len);
+        if (!coap_add_data_large_request(c->session, pdu, r->body_len, copy, release_body, copy)) {
+                free(copy);
+                coap_delete_pdu(pdu);
+                return -EIO;
+        }
+        /* RFC 9482 §2.3: Confirmable */
+        return coap_send(c->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
+}
+
+static void schedule(struct upstream_coap *u) {
+        coap_tick_t now;
+        unsigned ms;
+
+        coap_ticks(&now);
+        ms = coap_io_prepare_epoll(u->ctx, now);
+        if (ms == 0) {
+                sd_event_source_set_enabled(u->timer, SD_EVENT_OFF);
+                return;
+        }
+        sd_event_source_set_time_relative(u->timer, (uint64_t) ms * 1000);
+        sd_event_source_set_enabled(u->timer, SD_EVENT_ONESHOT);
+}
+
+static void process(struct upstream_coap *u) {
+        coap_io_process(u->ctx, COAP_IO_NO_WAIT);
+        schedule(u);
+}
+
+int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
+        struct coap_call *c;
+        coap_uri_t uri;
+        int ret;
+
+        if (coap_split_uri((const uint8_t *) r->upstream_uri, strlen(r->upstream_uri), &uri) < 0 ||
+            uri.scheme != COAP_URI_SCHEME_COAP)
+                return -EINVAL;
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->uc = u;
+        c->req = r;
+        LIST_PREPEND(calls, u->calls, c);
+        c->session = session_get(u, &uri);
+        if (!c->session) {
+                call_free(c);
+                return -EHOSTUNREACH;
+        }
+        coap_session_reference(c->session);
+        ret = sd_event_add_time_relative(u->event, &c->deadline, CLOCK_MONOTONIC, r->upstream_timeout_usec, 0,
+                                         on_deadline, c);
+        if (ret >= 0)
+                ret = send_post(c, &uri);
+        if (ret < 0) {
+                call_free(c);
+                return ret;
+        }
+        r->coap_call = c;
+        process(u);
+        return 0;
+}
+
+void upstream_coap_cancel(struct upstream_coap *u, struct request *r) {
+        struct coap_call *c = r->coap_call;
+
+        if (!c)
+                return;
+        c->req = NULL;
+        r->coap_call = NULL;
+        call_free(c);
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        process(userdata);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        process(userdata);
+        return 0;
+}
+
+int upstream_coap_new(sd_event *e, struct gw_stats *stats, size_t max_response,
+                      struct upstream_coap **ret) {
+        struct upstream_coap *u = calloc(1, sizeof *u);
+        int r;
+
+        if (!u)
+                return -ENOMEM;
+        u->event = sd_event_ref(e);
+        u->stats = stats;
+        u->max_response = max_response;
+        u->ctx = coap_new_context(NULL);
+        if (!u->ctx) {
+                upstream_coap_free(u);
+                return -ENOMEM;
+        }
+        the_client = u;
+        /* RFC 9482 §2.4: block-wise both ways, bodies handed over whole */
+        coap_context_set_block_mode(u->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+        coap_register_response_handler(u->ctx, on_response);
+        coap_register_nack_handler(u->ctx, on_nack);
+        r = sd_event_add_io(e, &u->io, coap_context_get_coap_fd(u->ctx), EPOLLIN, on_io, u);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &u->timer, CLOCK_MONOTONIC, 1000000, 0, on_timer, u);
+        if (r < 0) {
+                upstream_coap_free(u);
+                return r;
+        }
+        sd_event_source_set_description(u->io, "coap-client-io");
+        sd_event_source_set_description(u->timer, "coap-client-timer");
+        *ret = u;
+        return 0;
+}
+
+struct upstream_coap *upstream_coap_free(struct upstream_coap *u) {
+        struct coap_call *c, *n;
+
+        if (!u)
+                return NULL;
+        LIST_FOREACH_SAFE(calls, c, n, u->calls)
+                call_free(c);
+        sd_event_source_disable_unref(u->io);
+        sd_event_source_disable_unref(u->timer);
+        for (size_t i = 0; i < u->n_sessions; i++)
+                coap_session_release(u->sessions[i].session);
+        if (u->ctx)
+                coap_free_context(u->ctx);
+        if (the_client == u)
+                the_client = NULL;
+        sd_event_unref(u->event);
+        free(u);
+        return NULL;
+}

@@ -1,0 +1,21 @@
+/* upstream_coap.h -- CMP over CoAP to an upstream RA/CA or another gateway
+ * (RFC 9482, so gateways can chain; issue 6), a libcoap client context on
+ * the daemon's sd-event loop */
+#pragma once
+
+#include <stddef.h>
+
+#include <systemd/sd-event.h>
+
+struct upstream_coap;
+struct request;
+struct gw_stats;
+
+int upstream_coap_new(sd_event *e, struct gw_stats *stats, size_t max_response,
+                      struct upstream_coap **ret);
+struct upstream_coap *upstream_coap_free(struct upstream_coap *u);
+
+/* POST r->body to r->upstream_uri (coap://); request_complete(r, ...)
+ * follows on a later loop iteration, exactly once, unless cancelled. */
+int upstream_coap_submit(struct upstream_coap *u, struct request *r);
+void upstream_coap_cancel(struct upstream_coap *u, struct request *r);
