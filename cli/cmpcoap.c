@@ -64,6 +64,7 @@ struct args {
         const char *newkey, *newkeypass, *subject, *issuer, *sans;
         const char *trusted, *untrusted, *srvcert, *recipient, *expect_sender, *out_trusted;
         const char *oldcert, *csr, *infotype, *digest, *mac;
+        const char *psk_identity, *psk_key, *tls_cert, *tls_key, *tls_trusted;
         const char *certout, *chainout, *cacertsout, *extracertsout, *reqout, *rspout;
         /* numbers: -1 (or the stated default) when not given */
         int days, revreason, popo, msg_timeout, total_timeout, verbosity;
@@ -95,13 +96,20 @@ static const struct option_spec option_specs[] = {
         { "version", K_VERSION, 0, 0, 0, NULL, "Print the version and exit" },
         INT("verbosity", verbosity, 0, 8, "Log level; 3=ERR, 4=WARN, 6=INFO, 7=DEBUG, 8=TRACE. Default 6"),
         SECTION("Message transfer (CoAP)"),
-        STR("server", server, "URI", "coap://host[:port][/path] of the CMP server; path used as is,\n"
-            "default /.well-known/cmp; port default 5683"),
+        STR("server", server, "URI", "coap[s]://host[:port][/path] of the CMP server; path used as is,\n"
+            "default /.well-known/cmp; port default 5683, coaps 5684"),
         INT("block-size", block_size, 16, 1024, "Block1 size for requests: 16..1024, power of two. Default 1024"),
         INT("timeout", timeout, 0, INT_MAX, "Overall seconds for the whole run, 0 = none. Default 60"),
         INT("msg_timeout", msg_timeout, 0, INT_MAX, "Seconds allowed per CMP message round trip, 0 = infinite"),
         INT("total_timeout", total_timeout, 0, INT_MAX, "Overall seconds an enrollment incl. polling may take"),
         STR("recipient", recipient, "DN", "DN of CA. Default: subject of --srvcert, --issuer, issuer of --oldcert or --cert"),
+        SECTION("DTLS for coaps:// (transport, not CMP: see --cert/--key/--trusted)"),
+        STR("psk-identity", psk_identity, "ID", "DTLS pre-shared key identity"),
+        STR("psk-key", psk_key, "KEY", "DTLS pre-shared key: text, 0xHEX, or file:PATH (first line)"),
+        STR("tls-cert", tls_cert, "FILE", "DTLS client certificate (PEM), with --tls-key"),
+        STR("tls-key", tls_key, "FILE", "DTLS client private key (PEM, unencrypted)"),
+        STR("tls-trusted", tls_trusted, "FILE", "Trust anchors (PEM) for the server's DTLS certificate;\n"
+            "its name must match the URI's host"),
         SECTION("Generic message options"),
         STR("infotype", infotype, "NAME", "InfoType name for genm, e.g. 'signKeyPairTypes'"),
         SECTION("Certificate enrollment"),
@@ -327,13 +335,44 @@ static int check_pass_source(const char *option, const char *value) {
 }
 
 static int check_uri(const char *what, const char *uri) {
-        if (!uri || strncasecmp(uri, "coap://", 7) == 0)
+        if (!uri || strncasecmp(uri, "coap://", 7) == 0 || strncasecmp(uri, "coaps://", 8) == 0)
                 return 0;
-        if (strncasecmp(uri, "coaps://", 8) == 0)
-                usage_error("%s: '%s': coaps:// (DTLS) is not supported yet; use coap://", what, uri);
-        else
-                usage_error("%s: '%s' is not a coap:// URI", what, uri);
+        usage_error("%s: '%s' is not a coap:// or coaps:// URI", what, uri);
         return -1;
+}
+
+static bool is_coaps(const char *uri) {
+        return uri && strncasecmp(uri, "coaps://", 8) == 0;
+}
+
+static int check_dtls_args(const struct args *a) {
+        const char *uri = a->command == CMD_DISCOVER && a->discover_uri ? a->discover_uri : a->server;
+        bool psk = a->psk_identity || a->psk_key, pki = a->tls_cert || a->tls_key;
+
+        if (!is_coaps(uri)) {
+                if (psk || pki || a->tls_trusted) {
+                        usage_error("--psk-*/--tls-* options need a coaps:// URI");
+                        return -1;
+                }
+                return 0;
+        }
+        if (!!a->psk_identity != !!a->psk_key) {
+                usage_error("--psk-identity and --psk-key go together");
+                return -1;
+        }
+        if (!!a->tls_cert != !!a->tls_key) {
+                usage_error("--tls-cert and --tls-key go together");
+                return -1;
+        }
+        if (psk && (pki || a->tls_trusted)) {
+                usage_error("coaps:// takes either a PSK (--psk-identity/--psk-key) or certificates (--tls-*), not both");
+                return -1;
+        }
+        if (!psk && !a->tls_trusted) {
+                usage_error("coaps:// needs --psk-identity/--psk-key, or --tls-trusted (and --tls-cert/--tls-key)");
+                return -1;
+        }
+        return 0;
 }
 
 static int check_args(const struct args *a) {
@@ -349,7 +388,8 @@ static int check_args(const struct args *a) {
                 usage_error("option --server is required for %s", command_names[a->command]);
                 return -1;
         }
-        if (check_uri("--server", a->server) < 0 || check_uri("discover", a->discover_uri) < 0)
+        if (check_uri("--server", a->server) < 0 || check_uri("discover", a->discover_uri) < 0 ||
+            check_dtls_args(a) < 0)
                 return -1;
         if (a->block_size & (a->block_size - 1)) {
                 usage_error("--block-size: %d is not a power of two in 16..1024", a->block_size);
@@ -1059,8 +1099,54 @@ static int setup_ctx(OSSL_CMP_CTX *ctx, const struct args *a, struct coap_transf
         return 0;
 }
 
+/* --psk-key: text, 0xHEX, or file:PATH whose first line is either */
+static int psk_key_bytes(const char *src, uint8_t *out, size_t *len) {
+        char *line = NULL;
+        const char *k = src;
+        size_t n;
+        int r = -1;
+
+        if (strncmp(src, "file:", 5) == 0) {
+                FILE *f = fopen(src + 5, "re");
+                if (!f) {
+                        fprintf(stderr, PROG ": --psk-key: cannot open '%s': %s\n", src + 5, strerror(errno));
+                        return -1;
+                }
+                line = read_line(f);
+                fclose(f);
+                if (!line) {
+                        fprintf(stderr, PROG ": --psk-key: '%s' holds no key line\n", src + 5);
+                        return -1;
+                }
+                k = line;
+        }
+        n = strlen(k);
+        if (n > 2 && k[0] == '0' && (k[1] == 'x' || k[1] == 'X')) {
+                long got = 0;
+                unsigned char *bin = OPENSSL_hexstr2buf(k + 2, &got);
+                if (bin && got > 0 && got <= 64) {
+                        memcpy(out, bin, (size_t) got);
+                        *len = (size_t) got;
+                        r = 0;
+                }
+                OPENSSL_clear_free(bin, bin ? (size_t) got : 0);
+                ERR_clear_error();
+        } else if (n > 0 && n <= 64) {
+                memcpy(out, k, n);
+                *len = n;
+                r = 0;
+        }
+        if (r < 0)
+                fprintf(stderr, PROG ": --psk-key: the key must be 1 to 64 bytes of text, or 0x and hex digits\n");
+        if (line)
+                OPENSSL_cleanse(line, strlen(line));
+        free(line);
+        return r;
+}
+
 static struct coap_transfer *transfer_new(const struct args *a, const char *uri, const char *path,
                                           const char *default_path) {
+        uint8_t key[64];
         struct coap_transfer_config cfg = {
                 .block_size = (unsigned) a->block_size,
                 .timeout = (unsigned) a->timeout,
@@ -1069,11 +1155,21 @@ static struct coap_transfer *transfer_new(const struct args *a, const char *uri,
                 .reqout = a->reqout,
                 .rspout = a->rspout,
                 .verbosity = a->verbosity,
+                .psk_identity = a->psk_identity,
+                .tls_cert = a->tls_cert,
+                .tls_key = a->tls_key,
+                .tls_trusted = a->tls_trusted,
         };
         struct coap_transfer *t;
         char err[512];
 
+        if (a->psk_key) {
+                if (psk_key_bytes(a->psk_key, key, &cfg.psk_key_len) < 0)
+                        return NULL;
+                cfg.psk_key = key;
+        }
         t = coap_transfer_new(uri, &cfg, err, sizeof err);
+        OPENSSL_cleanse(key, sizeof key);
         if (!t)
                 fprintf(stderr, PROG ": --server: %s\n", err);
         return t;

@@ -21,6 +21,7 @@
 #include <coap3/coap.h>
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #define WAIT_SLICE_MS 1000u
 #define MIN_RETRY_WAIT_S 1u     /* never resend after a 5.03 sooner than this */
@@ -41,6 +42,13 @@ struct coap_transfer {
         coap_context_t *ctx;
         coap_session_t *session;
         char *uri;              /* as given, for messages */
+        char authority[300];    /* "host:port", for messages */
+        bool dtls;              /* coaps:// */
+        bool dtls_up;           /* the handshake completed */
+        const char *dtls_hint;  /* what to check after a failed handshake */
+        char *sni_host;         /* the host the server certificate must name */
+        char psk_identity[129];
+        uint8_t psk_key[64];
         char *uri_host;         /* Uri-Host option value, NULL for IP literals */
         uint8_t *path_opts;     /* coap_split_path() output */
         int path_count;
@@ -212,6 +220,8 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
                 snprintf(what, sizeof what, "cannot reach %s (ICMP: port unreachable or no route)", t->uri);
                 break;
         case COAP_NACK_TLS_FAILED:
+                snprintf(what, sizeof what, "DTLS handshake with %s failed (%s)", t->authority, t->dtls_hint);
+                break;
         default:
                 snprintf(what, sizeof what, "request to %s failed (libcoap NACK reason %d)", t->uri, (int) reason);
                 break;
@@ -225,6 +235,9 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
         if (!t)
                 return 0;
         switch (event) {
+        case COAP_EVENT_DTLS_CONNECTED:
+                t->dtls_up = true;
+                break;
         case COAP_EVENT_XMIT_BLOCK_FAIL:
                 pending_fail(t, "block-wise transfer of the request failed");
                 break;
@@ -234,6 +247,13 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
         case COAP_EVENT_SESSION_FAILED:
                 pending_fail(t, "CoAP session failed");
                 break;
+        case COAP_EVENT_DTLS_ERROR: {
+                char what[sizeof t->error];
+                snprintf(what, sizeof what, "DTLS handshake with %s failed: a fatal alert (%s)",
+                         t->authority, t->dtls_hint);
+                pending_fail(t, what);
+                break;
+        }
         default:
                 break;
         }
@@ -314,10 +334,11 @@ static int parse_uri(struct coap_transfer *t, const char *uri, const char *defau
                 snprintf(err, err_size, "'%s' is not a CoAP URI (coap://host[:port][/path])", uri);
                 return -1;
         }
-        if (parts->scheme != COAP_URI_SCHEME_COAP) {
-                snprintf(err, err_size, "'%s': only the coap:// scheme is supported", uri);
+        if (parts->scheme != COAP_URI_SCHEME_COAP && parts->scheme != COAP_URI_SCHEME_COAPS) {
+                snprintf(err, err_size, "'%s': only the coap:// and coaps:// schemes are supported", uri);
                 return -1;
         }
+        t->dtls = parts->scheme == COAP_URI_SCHEME_COAPS;
         if (parts->host.length == 0) {
                 snprintf(err, err_size, "'%s' names no host", uri);
                 return -1;
@@ -339,7 +360,86 @@ static int parse_uri(struct coap_transfer *t, const char *uri, const char *defau
         return 0;
 }
 
-static int open_session(struct coap_transfer *t, const coap_uri_t *parts, char *err, size_t err_size) {
+/* validate_cn_call_back: the server certificate must name the URI's host
+ * (an IP address in an iPAddress SAN, a name in a dNSName SAN or the CN). */
+static int check_server_name(const char *cn, const uint8_t *der, size_t len, coap_session_t *session,
+                             unsigned depth, int validated, void *arg) {
+        struct coap_transfer *t = arg;
+        const unsigned char *p = der;
+        X509 *x;
+        int ok;
+
+        if (depth > 0)
+                return 1;
+        x = d2i_X509(NULL, &p, (long) len);
+        if (!x)
+                return 0;
+        ok = is_ip_literal(t->sni_host) ? X509_check_ip_asc(x, t->sni_host, 0) == 1 :
+                                          X509_check_host(x, t->sni_host, 0, 0, NULL) == 1;
+        X509_free(x);
+        if (!ok) {
+                char what[sizeof t->error];
+                snprintf(what, sizeof what, "DTLS handshake with %s failed: the server certificate "
+                         "does not name %s", t->authority, t->sni_host);
+                pending_fail(t, what);
+        }
+        return ok;
+}
+
+static coap_session_t *open_dtls_session(struct coap_transfer *t, const coap_address_t *dst,
+                                         const struct coap_transfer_config *cfg, char *err, size_t err_size) {
+        coap_session_t *session;
+
+        if (!coap_dtls_is_supported()) {
+                snprintf(err, err_size, "this libcoap has no DTLS support (coaps://)");
+                return NULL;
+        }
+        if (cfg->psk_identity) {
+                coap_dtls_cpsk_t psk = { .version = COAP_DTLS_CPSK_SETUP_VERSION };
+
+                if (strlen(cfg->psk_identity) >= sizeof t->psk_identity || cfg->psk_key_len == 0 ||
+                    cfg->psk_key_len > sizeof t->psk_key) {
+                        snprintf(err, err_size, "the PSK identity must be 1 to %zu bytes and the key 1 to %zu bytes",
+                                 sizeof t->psk_identity - 1, sizeof t->psk_key);
+                        return NULL;
+                }
+                /* libcoap keeps pointers: the copies live as long as t */
+                strcpy(t->psk_identity, cfg->psk_identity);
+                memcpy(t->psk_key, cfg->psk_key, cfg->psk_key_len);
+                psk.client_sni = is_ip_literal(t->sni_host) ? NULL : t->sni_host;
+                psk.psk_info.identity = (coap_bin_const_t) { strlen(t->psk_identity), (const uint8_t *) t->psk_identity };
+                psk.psk_info.key = (coap_bin_const_t) { cfg->psk_key_len, t->psk_key };
+                t->dtls_hint = "check --psk-identity and --psk-key";
+                session = coap_new_client_session_psk2(t->ctx, NULL, dst, COAP_PROTO_DTLS, &psk);
+        } else {
+                coap_dtls_pki_t pki = {
+                        .version = COAP_DTLS_PKI_SETUP_VERSION,
+                        .verify_peer_cert = cfg->tls_trusted != NULL,
+                        .validate_cn_call_back = cfg->tls_trusted ? check_server_name : NULL,
+                        .cn_call_back_arg = t,
+                        .client_sni = is_ip_literal(t->sni_host) ? NULL : t->sni_host,
+                        .pki_key = {
+                                .key_type = COAP_PKI_KEY_PEM,
+                                .key.pem = { .public_cert = cfg->tls_cert, .private_key = cfg->tls_key },
+                        },
+                };
+                if (cfg->tls_trusted && !coap_context_set_pki_root_cas(t->ctx, cfg->tls_trusted, NULL)) {
+                        snprintf(err, err_size, "--tls-trusted: cannot load '%s'", cfg->tls_trusted);
+                        return NULL;
+                }
+                t->dtls_hint = cfg->tls_cert ? "check --tls-cert, --tls-key and --tls-trusted; "
+                               "the server may not trust the client certificate" :
+                               "check --tls-trusted; the server may require a client certificate (--tls-cert)";
+                session = coap_new_client_session_pki(t->ctx, NULL, dst, COAP_PROTO_DTLS, &pki);
+        }
+        if (!session)
+                snprintf(err, err_size, "cannot open a DTLS session to %s (%s)", t->authority,
+                         cfg->psk_identity ? "PSK" : cfg->tls_cert ? "cannot load --tls-cert/--tls-key?" : "certificates");
+        return session;
+}
+
+static int open_session(struct coap_transfer *t, const coap_uri_t *parts, const struct coap_transfer_config *cfg,
+                        char *err, size_t err_size) {
         coap_address_t dst;
         char *host = strndup((const char *) parts->host.s, parts->host.length);
 
@@ -351,10 +451,13 @@ static int open_session(struct coap_transfer *t, const coap_uri_t *parts, char *
                 free(host);
                 return -1;
         }
-        if (!is_ip_literal(host))
-                t->uri_host = host;     /* RFC 7252 §5.10.1: name the host */
-        else
-                free(host);
+        snprintf(t->authority, sizeof t->authority, "%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
+                 strchr(host, ':') ? "]" : "", (unsigned) parts->port);
+        t->sni_host = host;
+        if (!is_ip_literal(host) && !(t->uri_host = strdup(host))) {    /* RFC 7252 §5.10.1: name the host */
+                snprintf(err, err_size, "out of memory");
+                return -1;
+        }
 
         t->ctx = coap_new_context(NULL);
         if (!t->ctx) {
@@ -367,7 +470,12 @@ static int open_session(struct coap_transfer *t, const coap_uri_t *parts, char *
         coap_register_nack_handler(t->ctx, on_nack);
         coap_register_event_handler(t->ctx, on_event);
 
-        t->session = coap_new_client_session(t->ctx, NULL, &dst, COAP_PROTO_UDP);
+        if (t->dtls)
+                t->session = open_dtls_session(t, &dst, cfg, err, err_size);
+        else
+                t->session = coap_new_client_session(t->ctx, NULL, &dst, COAP_PROTO_UDP);
+        if (!t->session && t->dtls)
+                return -1;
         if (!t->session) {
                 snprintf(err, err_size, "cannot open a CoAP session to %s", t->uri);
                 return -1;
@@ -398,7 +506,7 @@ struct coap_transfer *coap_transfer_new(const char *uri, const struct coap_trans
         coap_set_log_level(cfg->verbosity >= 8 ? LOG_DEBUG : cfg->verbosity >= 7 ? LOG_WARNING : LOG_EMERG);
 
         if (parse_uri(t, uri, cfg->default_path, cfg->path, &parts, err, err_size) < 0 ||
-            open_session(t, &parts, err, err_size) < 0) {
+            open_session(t, &parts, cfg, err, err_size) < 0) {
                 coap_transfer_free(t);
                 return NULL;
         }
@@ -416,7 +524,9 @@ void coap_transfer_free(struct coap_transfer *t) {
         free(t->path_opts);
         free(t->query_opts);
         free(t->uri_host);
+        free(t->sni_host);
         free(t->uri);
+        OPENSSL_cleanse(t->psk_key, sizeof t->psk_key);
         free(t);
         coap_cleanup();
 }
@@ -554,7 +664,11 @@ static int request_once(struct coap_transfer *t, int method, int content_format,
         }
         r = wait_until(t, deadline, true);
         t->pending.active = false;
-        if (r == -1)
+        if (r == -1 && t->dtls && !t->dtls_up)
+                /* a wrong PSK: the server drops the records it cannot decrypt */
+                set_error(t, "DTLS handshake with %s failed: no answer within the timeout (%s)",
+                          t->authority, t->dtls_hint);
+        else if (r == -1)
                 set_error(t, "no response from %s within the timeout", t->uri);
         if (r < 0 || t->pending.failed)
                 return -1;

@@ -26,6 +26,15 @@ struct coap_transfer_config {
         const char *reqout;             /* comma-separated DER files, or NULL */
         const char *rspout;
         int verbosity;                  /* like openssl cmp: 7 debug, 8 trace */
+
+        /* coaps:// only (DTLS, RFC 7252 §9.1): PSK, or certificates */
+        const char *psk_identity;
+        const uint8_t *psk_key;         /* with psk_key_len; used during _new() only */
+        size_t psk_key_len;
+        const char *tls_cert;           /* PEM client certificate, with tls_key */
+        const char *tls_key;
+        const char *tls_trusted;        /* PEM trust anchors for the server's certificate; its
+                                         * name must match the URI's host */
 };
 
 struct coap_transfer_response {
@@ -37,7 +46,7 @@ struct coap_transfer_response {
 
 struct coap_transfer;
 
-/* Parses uri (coap://host[:port][/path][?query]), resolves the host and
+/* Parses uri (coap[s]://host[:port][/path][?query]), resolves the host and
  * opens the client session. On failure returns NULL and writes a message
  * (without program name) into err. */
 struct coap_transfer *coap_transfer_new(const char *uri,

@@ -7,12 +7,20 @@
 #include "coap_server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <coap3/coap.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "cmp_path.h"
 #include "coap_status.h"
@@ -49,6 +57,10 @@ struct coap_server {
         size_t n_base_resources;
         coap_resource_t **label_resources;      /* /.well-known/cmp/p/<label>/..., from the config */
         size_t n_label_resources;
+        struct dtls_creds *dtls;                /* coaps credentials, NULL without coaps */
+        const struct cmpgw_listen *dtls_listen; /* while starting: the listener that set them */
+        const struct cmpgw_config *dtls_config; /* the config they were read from */
+        uint8_t dtls_dummy_key[32];
 };
 
 /* libcoap 4.3.1 has no application data on a context; cmpgwd runs one. */
@@ -67,6 +79,499 @@ static uint64_t now_usec(struct coap_server *s) {
 static void peer_name(coap_session_t *session, char *buf, size_t size) {
         if (coap_print_addr(coap_session_get_addr_remote(session), (unsigned char *) buf, size) == 0)
                 snprintf(buf, size, "?");
+}
+
+/* ---- coaps: DTLS credentials (RFC 9482 §2.2, RFC 7252 §9.1) ----------
+ *
+ * libcoap keeps one set of DTLS credentials per context, so every coaps
+ * listener must name the same ones. PSK identities are looked up in our own
+ * table (validate_id_call_back). Certificates go through libcoap's PEM
+ * setup (which re-reads the files at every new handshake), plus our
+ * additional_tls_setup_call_back, which sends the whole chain of the
+ * certificate file, verifies client certificates against our own store of
+ * client_ca trust anchors, and makes a client certificate optional or
+ * required. Everything but switching PSK or certificates on or off reloads
+ * on SIGHUP (coap_server_apply_config). */
+
+#define PSK_IDENTITY_MAX 128
+#define PSK_KEY_MAX 64
+#define DTLS_MAX_HANDSHAKES 128         /* sessions in handshake at once */
+#define DTLS_SESSION_TIMEOUT 600        /* s an idle session (DTLS association) is kept */
+
+struct psk_entry {
+        char identity[PSK_IDENTITY_MAX + 1];
+        uint8_t key[PSK_KEY_MAX];
+        coap_bin_const_t bin;           /* points into key */
+};
+
+struct dtls_creds {
+        char *psk_file, *certificate, *private_key, *client_ca;
+        enum cmpgw_client_cert client_certificate;
+        struct psk_entry *psk;          /* sorted by identity */
+        size_t n_psk;
+        X509_STORE *client_store;
+        STACK_OF(X509_NAME) *client_names;
+};
+
+static void dtls_creds_free(struct dtls_creds *d) {
+        if (!d)
+                return;
+        free(d->psk_file);
+        free(d->certificate);
+        free(d->private_key);
+        free(d->client_ca);
+        if (d->psk)
+                OPENSSL_cleanse(d->psk, d->n_psk * sizeof *d->psk);
+        free(d->psk);
+        X509_STORE_free(d->client_store);
+        sk_X509_NAME_pop_free(d->client_names, X509_NAME_free);
+        free(d);
+}
+
+static int psk_cmp(const void *a, const void *b) {
+        return strcmp(((const struct psk_entry *) a)->identity, ((const struct psk_entry *) b)->identity);
+}
+
+static int hex_value(int c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+               c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* KEY is text, or hex when written 0xHEX. Never logged. */
+static int psk_parse_key(const char *k, uint8_t *out, size_t *len) {
+        size_t n = strlen(k);
+
+        if (n > 2 && k[0] == '0' && (k[1] == 'x' || k[1] == 'X')) {
+                k += 2;
+                n -= 2;
+                if (n % 2 || n / 2 > PSK_KEY_MAX)
+                        return -EINVAL;
+                for (size_t i = 0; i < n / 2; i++) {
+                        int hi = hex_value(k[2 * i]), lo = hex_value(k[2 * i + 1]);
+                        if (hi < 0 || lo < 0)
+                                return -EINVAL;
+                        out[i] = (uint8_t) (hi << 4 | lo);
+                }
+                *len = n / 2;
+                return 0;
+        }
+        if (n == 0 || n > PSK_KEY_MAX)
+                return -EINVAL;
+        memcpy(out, k, n);
+        *len = n;
+        return 0;
+}
+
+/* psk_file: "identity:key" lines, '#' comments, blank lines. Refused unless
+ * only the owner may read it. */
+static int psk_load(const char *key, const char *path, struct psk_entry **ret, size_t *ret_n) {
+        struct psk_entry *v = NULL;
+        size_t n = 0, cap = 0, size = 0;
+        char *line = NULL;
+        unsigned lineno = 0;
+        struct stat st;
+        FILE *f;
+        int fd, r = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                log_error("%s: cannot open %s: %s", key, path, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                log_error("%s: %s is not a regular file", key, path);
+                close(fd);
+                return -EINVAL;
+        }
+        if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+                log_error("%s: %s holds secret keys but its mode %04o lets group or others read it; "
+                          "run: chmod 600 %s", key, path, (unsigned) (st.st_mode & 07777), path);
+                close(fd);
+                return -EPERM;
+        }
+        f = fdopen(fd, "re");
+        if (!f) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        while (getline(&line, &size, f) >= 0) {
+                char *s = line, *colon, *end;
+                struct psk_entry *e;
+                size_t id_len;
+
+                lineno++;
+                s[strcspn(s, "\r\n")] = '\0';
+                while (*s == ' ' || *s == '\t')
+                        s++;
+                if (*s == '\0' || *s == '#')
+                        continue;
+                end = s + strlen(s);
+                while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+                        *--end = '\0';
+                colon = strchr(s, ':');
+                id_len = colon ? (size_t) (colon - s) : 0;
+                if (!colon || id_len == 0 || id_len > PSK_IDENTITY_MAX) {
+                        log_error("%s: %s line %u: expected IDENTITY:KEY with an identity of 1 to %d bytes",
+                                  key, path, lineno, PSK_IDENTITY_MAX);
+                        r = -EINVAL;
+                        break;
+                }
+                if (n == cap) {
+                        struct psk_entry *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof *v);
+                        if (!nv) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = nv;
+                }
+                e = &v[n];
+                memset(e, 0, sizeof *e);
+                memcpy(e->identity, s, id_len);
+                if (psk_parse_key(colon + 1, e->key, &e->bin.length) < 0) {
+                        log_error("%s: %s line %u (identity \"%s\"): the key must be 1 to %d bytes of text, or 0x and hex digits",
+                                  key, path, lineno, e->identity, PSK_KEY_MAX);
+                        r = -EINVAL;
+                        break;
+                }
+                n++;
+        }
+        if (line)
+                OPENSSL_cleanse(line, size);
+        free(line);
+        fclose(f);
+        if (r == 0 && n == 0) {
+                log_error("%s: %s holds no IDENTITY:KEY line", key, path);
+                r = -EINVAL;
+        }
+        if (r == 0) {
+                qsort(v, n, sizeof *v, psk_cmp);
+                for (size_t i = 1; i < n; i++)
+                        if (strcmp(v[i - 1].identity, v[i].identity) == 0) {
+                                log_error("%s: %s names identity \"%s\" twice", key, path, v[i].identity);
+                                r = -EINVAL;
+                                break;
+                        }
+        }
+        if (r < 0) {
+                if (v)
+                        OPENSSL_cleanse(v, cap * sizeof *v);
+                free(v);
+                return r;
+        }
+        /* the table may move until here: point the keys now */
+        for (size_t i = 0; i < n; i++)
+                v[i].bin.s = v[i].key;
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* validate_id_call_back: the key of a known identity, NULL refuses it */
+static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
+        struct coap_server *s = server_of(session);
+        struct psk_entry probe, *e = NULL;
+        char peer[64];
+
+        if (s && s->dtls && identity && identity->length <= PSK_IDENTITY_MAX &&
+            !memchr(identity->s, '\0', identity->length)) {
+                memcpy(probe.identity, identity->s, identity->length);
+                probe.identity[identity->length] = '\0';
+                e = bsearch(&probe, s->dtls->psk, s->dtls->n_psk, sizeof *s->dtls->psk, psk_cmp);
+        }
+        if (!e) {
+                bool printable = identity && identity->length <= PSK_IDENTITY_MAX;
+                for (size_t i = 0; printable && i < identity->length; i++)
+                        printable = identity->s[i] >= 0x20 && identity->s[i] < 0x7f && identity->s[i] != '"';
+                peer_name(session, peer, sizeof peer);
+                log_info("DTLS from %s: unknown PSK identity \"%.*s\"%s: handshake refused", peer,
+                         printable ? (int) identity->length : 0, printable ? (const char *) identity->s : "",
+                         printable ? "" : " (not printable)");
+                return NULL;
+        }
+        return &e->bin;
+}
+
+static int client_ca_load(const char *key, const char *path, X509_STORE **ret_store,
+                          STACK_OF(X509_NAME) **ret_names) {
+        X509_STORE *store = X509_STORE_new();
+        STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+        BIO *in = BIO_new_file(path, "r");
+        int n = 0;
+        X509 *x;
+
+        if (!store || !names || !in) {
+                log_openssl(LOG_LVL_ERR, "%s: cannot read %s", key, path);
+                goto fail;
+        }
+        while ((x = PEM_read_bio_X509(in, NULL, NULL, NULL))) {
+                X509_NAME *name = X509_NAME_dup(X509_get_subject_name(x));
+                if (!X509_STORE_add_cert(store, x) || !name || !sk_X509_NAME_push(names, name)) {
+                        X509_NAME_free(name);
+                        X509_free(x);
+                        log_openssl(LOG_LVL_ERR, "%s: %s: cannot add certificate %d", key, path, n + 1);
+                        goto fail;
+                }
+                X509_free(x);
+                n++;
+        }
+        ERR_clear_error();      /* the end of the file */
+        if (n == 0) {
+                log_error("%s: %s holds no PEM certificate", key, path);
+                goto fail;
+        }
+        BIO_free(in);
+        *ret_store = store;
+        *ret_names = names;
+        return 0;
+fail:
+        BIO_free(in);
+        X509_STORE_free(store);
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return -EINVAL;
+}
+
+/* Load the gateway's certificate chain and key once, to name a bad file at
+ * start (libcoap would only log during a handshake). */
+static int server_cert_check(const char *where, const char *cert, const char *pkey) {
+        SSL_CTX *ctx = SSL_CTX_new(DTLS_server_method());
+        int r = 0;
+
+        if (!ctx)
+                return -ENOMEM;
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+                r = log_openssl(LOG_LVL_ERR, "%s.certificate: cannot load %s (PEM, leaf first)", where, cert);
+        else if (SSL_CTX_use_PrivateKey_file(ctx, pkey, SSL_FILETYPE_PEM) != 1)
+                r = log_openssl(LOG_LVL_ERR, "%s.private_key: cannot load %s (unencrypted PEM)", where, pkey);
+        else if (SSL_CTX_check_private_key(ctx) != 1)
+                r = log_openssl(LOG_LVL_ERR, "%s.private_key: %s does not belong to the certificate in %s",
+                                where, pkey, cert);
+        SSL_CTX_free(ctx);
+        return r < 0 ? -EINVAL : 0;
+}
+
+static char *strdup_or_null(const char *s, int *r) {
+        char *d = s ? strdup(s) : NULL;
+        if (s && !d)
+                *r = -ENOMEM;
+        return d;
+}
+
+/* Reads every credential file of listener l (named where). */
+static int dtls_creds_load(const char *where, const struct cmpgw_listen *l, struct dtls_creds **ret) {
+        struct dtls_creds *d = calloc(1, sizeof *d);
+        char key[96];
+        int r = 0;
+
+        if (!d)
+                return -ENOMEM;
+        d->psk_file = strdup_or_null(l->psk_file, &r);
+        d->certificate = strdup_or_null(l->certificate, &r);
+        d->private_key = strdup_or_null(l->private_key, &r);
+        d->client_ca = strdup_or_null(l->client_ca, &r);
+        d->client_certificate = l->client_certificate;
+        if (r == 0 && d->psk_file) {
+                snprintf(key, sizeof key, "%s.psk_file", where);
+                r = psk_load(key, d->psk_file, &d->psk, &d->n_psk);
+        }
+        if (r == 0 && d->certificate)
+                r = server_cert_check(where, d->certificate, d->private_key);
+        if (r == 0 && d->client_ca && d->client_certificate != CLIENT_CERT_NONE) {
+                snprintf(key, sizeof key, "%s.client_ca", where);
+                r = client_ca_load(key, d->client_ca, &d->client_store, &d->client_names);
+        }
+        if (r < 0) {
+                dtls_creds_free(d);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
+static bool str_eq(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_creds(const struct cmpgw_listen *a, const struct cmpgw_listen *b) {
+        return str_eq(a->psk_file, b->psk_file) && str_eq(a->certificate, b->certificate) &&
+               str_eq(a->private_key, b->private_key) && str_eq(a->client_ca, b->client_ca) &&
+               a->client_certificate == b->client_certificate;
+}
+
+/* additional_tls_setup_call_back, for every handshake. libcoap sets a
+ * verify callback only on the certificate path (not for PSK). */
+static int dtls_tls_setup(void *tls_session, coap_dtls_pki_t *setup_data) {
+        SSL *ssl = tls_session;
+        struct coap_server *s = the_server;
+        SSL_verify_cb verify = SSL_get_verify_callback(ssl);
+        struct dtls_creds *d = s ? s->dtls : NULL;
+        STACK_OF(X509_NAME) *names;
+        int mode;
+
+        if (!d || !verify)
+                return 1;       /* PSK handshake */
+        /* libcoap sends the leaf only; send the chain of the file too */
+        if (d->certificate && SSL_use_certificate_chain_file(ssl, d->certificate) != 1)
+                log_openssl(LOG_LVL_WARNING, "coaps: cannot load the chain of %s; sending the leaf only", d->certificate);
+        if (d->client_certificate == CLIENT_CERT_NONE || !d->client_store)
+                return 1;
+        if (!SSL_set1_verify_cert_store(ssl, d->client_store))
+                return 0;
+        names = SSL_dup_CA_list(d->client_names);
+        if (!names)
+                return 0;
+        SSL_set_client_CA_list(ssl, names);
+        mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
+        if (d->client_certificate == CLIENT_CERT_REQUIRED)
+                mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_set_verify(ssl, mode, verify);
+        return 1;
+}
+
+static int dtls_set_pki(struct coap_server *s, struct dtls_creds *d) {
+        coap_dtls_pki_t pki = {
+                .version = COAP_DTLS_PKI_SETUP_VERSION,
+                /* libcoap's verify callback refuses unknown issuers only with this */
+                .verify_peer_cert = d->client_certificate != CLIENT_CERT_NONE,
+                .additional_tls_setup_call_back = dtls_tls_setup,
+                .pki_key = {
+                        .key_type = COAP_PKI_KEY_PEM,
+                        .key.pem = { .public_cert = d->certificate, .private_key = d->private_key },
+                },
+        };
+
+        /* the strings must outlive the context's use of them: they are d's */
+        return coap_context_set_pki(s->ctx, &pki) ? 0 : -EIO;
+}
+
+/* The first coaps listener sets the context's credentials; later ones must
+ * name the same. */
+static int dtls_setup(struct coap_server *s, const struct cmpgw_listen *l, const char *where) {
+        struct dtls_creds *d;
+        int r;
+
+        if (s->dtls_listen) {
+                if (same_creds(s->dtls_listen, l))
+                        return 0;
+                log_error("%s: every coaps:// listener must name the same psk_file, certificate, private_key, "
+                          "client_ca and client_certificate as %s (libcoap keeps one set per context)",
+                          where, s->dtls_listen->uri);
+                return -EINVAL;
+        }
+        if (!coap_dtls_is_supported()) {
+                log_error("%s: this libcoap has no DTLS support; install the OpenSSL flavour (libcoap-3-openssl)", where);
+                return -EOPNOTSUPP;
+        }
+        if ((r = dtls_creds_load(where, l, &d)) < 0)
+                return r;
+        s->dtls = d;
+        s->dtls_listen = l;
+        if (d->psk_file) {
+                coap_dtls_spsk_t psk = {
+                        .version = COAP_DTLS_SPSK_SETUP_VERSION,
+                        .validate_id_call_back = psk_lookup,
+                        /* libcoap's certificate path takes a ClientHello for PSK only
+                         * when the context has a key: a random one nobody knows;
+                         * psk_lookup() decides every identity */
+                        .psk_info.key = { .s = s->dtls_dummy_key, .length = sizeof s->dtls_dummy_key },
+                };
+                if (RAND_bytes(s->dtls_dummy_key, sizeof s->dtls_dummy_key) != 1)
+                        return log_openssl(LOG_LVL_ERR, "%s: no random bytes", where);
+                /* before coap_context_set_pki: both install a ClientHello callback */
+                if (!coap_context_set_psk2(s->ctx, &psk)) {
+                        log_error("%s: libcoap refused the PSK setup", where);
+                        return -EIO;
+                }
+        }
+        if (d->certificate && (r = dtls_set_pki(s, d)) < 0) {
+                log_error("%s: libcoap refused the certificate setup", where);
+                return r;
+        }
+        coap_context_set_max_handshake_sessions(s->ctx, DTLS_MAX_HANDSHAKES);
+        coap_context_set_session_timeout(s->ctx, DTLS_SESSION_TIMEOUT);
+        return 0;
+}
+
+/* SIGHUP: re-read the credential files of the (first) coaps listener. The
+ * PSK table and client_ca store are ours and are swapped; the certificate
+ * and key are set again on the live context (libcoap reads them at each new
+ * handshake). Turning PSK or certificates on or off needs a restart. */
+static int dtls_reload(struct coap_server *s, const struct cmpgw_config *c) {
+        const struct cmpgw_listen *l = NULL;
+        struct dtls_creds *d, *old = s->dtls;
+        char where[64];
+        size_t i;
+        int r;
+
+        for (i = 0; i < c->n_listen && !l; i++)
+                if (c->listen[i].scheme == SCHEME_COAPS)
+                        l = &c->listen[i];
+        if (!old)
+                return 0;       /* no DTLS running: listener changes are the manager's */
+        if (!l) {
+                log_warning("reload: coaps:// listeners stay until a restart");
+                return 0;
+        }
+        snprintf(where, sizeof where, "listen[%zu]", i - 1);
+        for (; i < c->n_listen; i++)
+                if (c->listen[i].scheme == SCHEME_COAPS && !same_creds(l, &c->listen[i])) {
+                        log_error("listen[%zu]: every coaps:// listener must name the same credentials as %s",
+                                  i, l->uri);
+                        return -EINVAL;
+                }
+        if (!!l->psk_file != !!old->psk_file || !!l->certificate != !!old->certificate) {
+                log_warning("reload: %s: switching PSK or certificates on or off for coaps:// takes effect only "
+                            "after a restart; keeping the running DTLS credentials", where);
+                return 0;
+        }
+        if ((r = dtls_creds_load(where, l, &d)) < 0)
+                return r;
+        if (d->certificate && (r = dtls_set_pki(s, d)) < 0) {
+                log_error("%s: libcoap refused the certificate setup", where);
+                dtls_set_pki(s, old);
+                dtls_creds_free(d);
+                return r;
+        }
+        s->dtls = d;
+        dtls_creds_free(old);
+        log_info("reload: coaps credentials re-read (%zu PSK identities%s%s)", d->n_psk,
+                 d->certificate ? ", certificate " : "", d->certificate ? d->certificate : "");
+        return 0;
+}
+
+/* ---- peer identity ----------------------------------------------------- */
+
+/* The DTLS identity of a session: its PSK identity, or the subject of its
+ * client certificate (RFC 2253, as the registry names devices). */
+static void peer_identity(coap_session_t *session, char *psk_identity, size_t psk_size,
+                          char *subject, size_t subject_size) {
+        const coap_bin_const_t *id;
+        coap_tls_library_t lib;
+        SSL *ssl;
+        X509 *cert;
+
+        psk_identity[0] = subject[0] = '\0';
+        if (coap_session_get_proto(session) != COAP_PROTO_DTLS)
+                return;
+        id = coap_session_get_psk_identity(session);
+        if (id && id->length > 0 && id->length < psk_size && !memchr(id->s, '\0', id->length)) {
+                memcpy(psk_identity, id->s, id->length);
+                psk_identity[id->length] = '\0';
+        }
+        ssl = coap_session_get_tls(session, &lib);
+        if (!ssl || lib != COAP_TLS_LIBRARY_OPENSSL)
+                return;
+        cert = SSL_get1_peer_certificate(ssl);
+        if (cert) {
+                BIO *b = BIO_new(BIO_s_mem());
+                if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+                        int n = BIO_read(b, subject, (int) subject_size - 1);
+                        subject[n > 0 ? n : 0] = '\0';
+                }
+                BIO_free(b);
+                X509_free(cert);
+        }
 }
 
 /* ---- answering ------------------------------------------------------- */
@@ -431,6 +936,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
         r->mid = coap_pdu_get_mid(request);
         r->session = coap_session_reference(session);
         peer_name(session, r->peer, sizeof r->peer);
+        peer_identity(session, r->psk_identity, sizeof r->psk_identity, r->client_subject, sizeof r->client_subject);
         request_start(r);
         if (r->answered) {      /* answer at hand: piggybacked (RFC 9482 §2.3) */
                 answer_request(resource, session, request, response, r);
@@ -695,6 +1201,12 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
         char prefix[128];
         int r;
 
+        if (c != s->dtls_config) {      /* a reload, not the start */
+                if ((r = dtls_reload(s, c)) < 0)
+                        return r;
+                s->dtls_config = c;
+        }
+
         for (size_t i = 0; i < s->n_label_resources; i++)
                 coap_delete_resource(s->ctx, s->label_resources[i]);
         free(s->label_resources);
@@ -801,6 +1313,21 @@ unsigned coap_server_pending_transfers(const struct coap_server *s) {
         return s->n_transfers;
 }
 
+static void log_dtls_event(coap_session_t *session, coap_event_t event) {
+        char peer[64], psk[PSK_IDENTITY_MAX + 1], subject[512];
+
+        peer_name(session, peer, sizeof peer);
+        if (event == COAP_EVENT_DTLS_ERROR) {
+                /* a wrong key, an unknown identity, a refused certificate */
+                log_info("DTLS handshake with %s failed", peer);
+                return;
+        }
+        peer_identity(session, psk, sizeof psk, subject, sizeof subject);
+        log_debug("DTLS session with %s: %s%s", peer,
+                  *psk ? "PSK identity " : *subject ? "client certificate " : "no client identity",
+                  *psk ? psk : subject);
+}
+
 static int event_handler(coap_session_t *session, const coap_event_t event) {
         struct coap_server *s = server_of(session);
         struct transfer *t, *n;
@@ -809,6 +1336,8 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
          * coap.block_size: libcoap derives the block size from the PDU size */
         if (event == COAP_EVENT_SERVER_SESSION_NEW)
                 coap_session_set_mtu(session, (unsigned) s->manager->config->block_size + BLOCK_OVERHEAD);
+        if (event == COAP_EVENT_DTLS_CONNECTED || event == COAP_EVENT_DTLS_ERROR)
+                log_dtls_event(session, event);
         if (event != COAP_EVENT_SERVER_SESSION_DEL)
                 return 0;
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
@@ -817,12 +1346,17 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
         return 0;
 }
 
-static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l) {
+static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l, size_t index) {
         struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
                                   .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
         struct addrinfo *info = NULL, *i;
-        char port[8];
+        bool dtls = l->scheme == SCHEME_COAPS;
+        char port[8], where[32];
         int n = 0, r;
+
+        snprintf(where, sizeof where, "listen[%zu]", index);
+        if (dtls && (r = dtls_setup(s, l, where)) < 0)
+                return r;
 
         snprintf(port, sizeof port, "%u", l->port);
         r = getaddrinfo(l->host, port, &hints, &info);
@@ -837,16 +1371,24 @@ static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l) {
                         continue;
                 memcpy(&addr.addr, i->ai_addr, i->ai_addrlen);
                 addr.size = i->ai_addrlen;
-                if (coap_new_endpoint(s->ctx, &addr, COAP_PROTO_UDP))
+                if (coap_new_endpoint(s->ctx, &addr, dtls ? COAP_PROTO_DTLS : COAP_PROTO_UDP))
                         n++;
         }
         freeaddrinfo(info);
         if (n == 0) {
-                log_error("listen %s: cannot bind UDP %s port %u (is the address local and the port free?)",
-                          l->uri, l->host, l->port);
+                log_error("listen %s: cannot bind UDP %s port %u%s (is the address local and the port free?)",
+                          l->uri, l->host, l->port, dtls ? " for DTLS" : "");
                 return -EADDRNOTAVAIL;
         }
-        log_info("listening on %s", l->uri);
+        if (dtls)
+                log_info("listening on %s (DTLS: %s%s%s%s)", l->uri,
+                         l->psk_file ? "PSK" : "", l->psk_file && l->certificate ? ", " : "",
+                         l->certificate ? "certificate" : "",
+                         !l->certificate ? "" : l->client_certificate == CLIENT_CERT_REQUIRED ?
+                         ", client certificate required" : l->client_certificate == CLIENT_CERT_OPTIONAL ?
+                         ", client certificate optional" : ", no client certificates");
+        else
+                log_info("listening on %s", l->uri);
         return 0;
 }
 
@@ -870,9 +1412,11 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
          * without this libcoap answers multicast discovery itself */
         coap_mcast_per_resource(s->ctx);
         coap_register_event_handler(s->ctx, event_handler);
+        s->dtls_config = c;
         for (size_t i = 0; i < c->n_listen; i++)
-                if ((r = add_endpoint(s, &c->listen[i])) < 0)
+                if ((r = add_endpoint(s, &c->listen[i], i)) < 0)
                         goto fail;
+        s->dtls_listen = NULL;  /* points into c, which a reload frees */
         if ((r = add_cmp_tree(s, prefix, &s->base_resources, &s->n_base_resources)) < 0 ||
             (r = add_core_resource(s)) < 0)
                 goto fail;
@@ -925,6 +1469,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
         free(s->base_resources);
         if (s->ctx)
                 coap_free_context(s->ctx);
+        dtls_creds_free(s->dtls);
         if (the_server == s)
                 the_server = NULL;
         free(s);

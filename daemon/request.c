@@ -15,6 +15,7 @@
 #include "log.h"
 #include "manager.h"
 #include "registry.h"
+#include "upstream_coap.h"
 #include "upstream_http.h"
 
 struct request *request_new(Manager *m) {
@@ -37,6 +38,8 @@ void request_free(struct request *r) {
                 return;
         if (r->call)
                 upstream_http_cancel(r->manager->http, r);
+        if (r->coap_call)
+                upstream_coap_cancel(r->manager->coap_client, r);
         LIST_REMOVE(requests, r->manager->requests, r);
         r->manager->n_requests--;
         dbus_api_properties_changed(r->manager->dbus);
@@ -126,7 +129,9 @@ static int route(struct request *r) {
 
         if (!u)
                 return -ENOENT;
-        if (cmp_path_http_upstream_uri(u->uri, r->path.label, r->path.op, uri, sizeof uri) < 0)
+        r->upstream_coap = u->scheme == SCHEME_COAP || u->scheme == SCHEME_COAPS;
+        if ((r->upstream_coap ? cmp_path_coap_upstream_uri : cmp_path_http_upstream_uri)
+                        (u->uri, r->path.label, r->path.op, uri, sizeof uri) < 0)
                 return -ENOBUFS;
         r->upstream_name = strdup(u->name);
         r->upstream_uri = strdup(uri);
@@ -158,7 +163,7 @@ void request_start(struct request *r) {
                 return request_fail(r, 503, (int) left, "upstream %s keeps failing; not contacted for %u s",
                                     r->upstream_name, left);
         /* RFC 9482 §3: only preconfigured upstreams are ever contacted */
-        ret = upstream_http_submit(m->http, r);
+        ret = r->upstream_coap ? upstream_coap_submit(m->coap_client, r) : upstream_http_submit(m->http, r);
         if (ret < 0)
                 return request_fail(r, 500, -1, "cannot start the upstream request: %s", strerror(-ret));
         m->stats.forwarded++;
@@ -225,5 +230,7 @@ void request_abort(struct request *r, const char *why) {
                 return;
         if (r->call)
                 upstream_http_cancel(r->manager->http, r);
+        if (r->coap_call)
+                upstream_coap_cancel(r->manager->coap_client, r);
         request_fail(r, 503, (int) r->manager->config->unavailable_max_age, "%s", why);
 }

@@ -14,10 +14,12 @@
 
 #include "cmp_msg.h"
 #include "cmp_path.h"
+#include "config.h"
 #include "list.h"
 
 typedef struct Manager Manager;
 struct upstream_call;
+struct coap_call;
 
 struct request {
         Manager *manager;
@@ -33,6 +35,8 @@ struct request {
         coap_mid_t mid;                 /* of the request's last PDU */
         bool defer_ack;                 /* single-PDU CON: no empty ACK (see coap_server.c) */
         char peer[64];
+        char psk_identity[129];         /* coaps: DTLS PSK identity, "" when none */
+        char client_subject[512];       /* coaps: client certificate subject (RFC 2253), "" when none */
 
         struct cmp_path path;
         uint8_t *body;                  /* the request PKIMessage, DER */
@@ -43,7 +47,9 @@ struct request {
         char *upstream_name;
         char *upstream_uri;             /* the full URI sent to */
         uint64_t upstream_timeout_usec;
-        struct upstream_call *call;
+        bool upstream_coap;             /* coap:// upstream, else http(s):// */
+        struct upstream_call *call;     /* HTTP */
+        struct coap_call *coap_call;    /* CoAP */
 
         /* the answer */
         bool answered;

@@ -145,11 +145,69 @@ static int split_authority(const char *a, char **host, uint16_t *port, bool *has
         return *host ? 0 : -ENOMEM;
 }
 
+static int parse_listen_dtls(struct parser *p, const char *where, struct json_object *o,
+                             struct cmpgw_listen *l) {
+        static const char *const file_keys[] = { "psk_file", "certificate", "private_key", "client_ca" };
+        char **const fields[] = { &l->psk_file, &l->certificate, &l->private_key, &l->client_ca };
+        struct json_object *v;
+        char key[96];
+        int r;
+
+        for (size_t k = 0; k < sizeof file_keys / sizeof file_keys[0]; k++) {
+                snprintf(key, sizeof key, "%s.%s", where, file_keys[k]);
+                if (!json_object_object_get_ex(o, file_keys[k], &v))
+                        continue;
+                if (l->scheme != SCHEME_COAPS)
+                        return fail(p, key, "DTLS credentials belong to coaps:// listeners only");
+                if ((r = get_string(p, key, v, fields[k])) < 0)
+                        return r;
+                if ((*fields[k])[0] != '/')
+                        return fail(p, key, "\"%s\": expected an absolute path", *fields[k]);
+        }
+        snprintf(key, sizeof key, "%s.client_certificate", where);
+        if (json_object_object_get_ex(o, "client_certificate", &v)) {
+                const char *s;
+                if (l->scheme != SCHEME_COAPS)
+                        return fail(p, key, "DTLS credentials belong to coaps:// listeners only");
+                if (!json_object_is_type(v, json_type_string))
+                        return fail(p, key, "expected \"required\", \"optional\" or \"none\"");
+                s = json_object_get_string(v);
+                if (strcmp(s, "required") == 0)
+                        l->client_certificate = CLIENT_CERT_REQUIRED;
+                else if (strcmp(s, "optional") == 0)
+                        l->client_certificate = CLIENT_CERT_OPTIONAL;
+                else if (strcmp(s, "none") == 0)
+                        l->client_certificate = CLIENT_CERT_NONE;
+                else
+                        return fail(p, key, "\"%s\": expected \"required\", \"optional\" or \"none\"", s);
+                if (l->client_certificate != CLIENT_CERT_NONE && !l->client_ca)
+                        return fail(p, key, "\"%s\" needs client_ca, the trust anchors for client certificates", s);
+        } else if (l->client_ca) {
+                l->client_certificate = CLIENT_CERT_OPTIONAL;
+        }
+        if (l->scheme != SCHEME_COAPS)
+                return 0;
+        if (!!l->certificate != !!l->private_key) {
+                snprintf(key, sizeof key, "%s.%s", where, l->certificate ? "private_key" : "certificate");
+                return fail(p, key, "missing: certificate and private_key go together");
+        }
+        if (l->client_ca && !l->certificate) {
+                snprintf(key, sizeof key, "%s.certificate", where);
+                return fail(p, key, "missing: client_ca needs the gateway's own certificate and private_key");
+        }
+        if (!l->psk_file && !l->certificate) {
+                snprintf(key, sizeof key, "%s.psk_file", where);
+                return fail(p, key, "missing: a coaps:// listener needs psk_file, or certificate and private_key (or both)");
+        }
+        return 0;
+}
+
 static int parse_listen(struct parser *p, int i, struct json_object *o, struct cmpgw_listen *l) {
-        static const char *const keys[] = { "uri", NULL };
+        static const char *const keys[] = {
+                "uri", "psk_file", "certificate", "private_key", "client_ca", "client_certificate", NULL };
         struct json_object *v;
         const char *rest;
-        char where[64];
+        char where[64], key[96];
         bool has_port;
         int r;
 
@@ -158,21 +216,20 @@ static int parse_listen(struct parser *p, int i, struct json_object *o, struct c
                 return fail(p, where, "expected an object like {\"uri\": \"coap://127.0.0.1:5683\"}");
         if ((r = check_keys(p, where, o, keys)) < 0)
                 return r;
-        snprintf(where, sizeof where, "listen[%d].uri", i);
+        snprintf(key, sizeof key, "%s.uri", where);
         if (!json_object_object_get_ex(o, "uri", &v))
-                return fail(p, where, "missing: say where to listen, e.g. \"coap://127.0.0.1:5683\"");
-        if ((r = get_string(p, where, v, &l->uri)) < 0)
+                return fail(p, key, "missing: say where to listen, e.g. \"coap://127.0.0.1:5683\"");
+        if ((r = get_string(p, key, v, &l->uri)) < 0)
                 return r;
         if (!scheme_from_uri(l->uri, &l->scheme, &rest) ||
             (l->scheme != SCHEME_COAP && l->scheme != SCHEME_COAPS))
-                return fail(p, where, "\"%s\": expected a coap:// or coaps:// URI", l->uri);
-        if (l->scheme == SCHEME_COAPS)
-                return fail(p, where, "\"%s\": coaps:// listeners are not supported by this version; use coap://", l->uri);
+                return fail(p, key, "\"%s\": expected a coap:// or coaps:// URI", l->uri);
         if (split_authority(rest, &l->host, &l->port, &has_port) < 0)
-                return fail(p, where, "\"%s\": expected coap://HOST[:PORT] with a numeric port from 1 to 65535", l->uri);
+                return fail(p, key, "\"%s\": expected %s://HOST[:PORT] with a numeric port from 1 to 65535",
+                            l->uri, config_scheme_name(l->scheme));
         if (!has_port)  /* RFC 9482 §2.2: default ports */
                 l->port = l->scheme == SCHEME_COAP ? 5683 : 5684;
-        return 0;
+        return parse_listen_dtls(p, where, o, l);
 }
 
 static int parse_labels(struct parser *p, const char *where, struct json_object *v,
@@ -226,8 +283,8 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
                 return r;
         if (!scheme_from_uri(u->uri, &u->scheme, &rest) || *rest == '\0' || *rest == '/')
                 return fail(p, KEY("uri"), "\"%s\": expected an http://, https://, coap:// or coaps:// URI with a host", u->uri);
-        if (u->scheme != SCHEME_HTTP && u->scheme != SCHEME_HTTPS)
-                return fail(p, KEY("uri"), "\"%s\": only http:// and https:// upstreams are supported by this version", u->uri);
+        if (u->scheme == SCHEME_COAPS)
+                return fail(p, KEY("uri"), "\"%s\": coaps:// upstreams are not supported by this version; use coap:// or https://", u->uri);
         if (json_object_object_get_ex(o, "timeout", &v) &&
             (r = get_seconds(p, KEY("timeout"), v, 0.1, 3600, &u->timeout_usec)) < 0)
                 return r;
@@ -553,6 +610,10 @@ void config_free(struct cmpgw_config *c) {
         for (size_t i = 0; i < c->n_listen; i++) {
                 free(c->listen[i].uri);
                 free(c->listen[i].host);
+                free(c->listen[i].psk_file);
+                free(c->listen[i].certificate);
+                free(c->listen[i].private_key);
+                free(c->listen[i].client_ca);
         }
         free(c->listen);
         for (size_t i = 0; i < c->n_upstreams; i++) {

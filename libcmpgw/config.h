@@ -13,11 +13,26 @@
 
 enum cmpgw_scheme { SCHEME_COAP, SCHEME_COAPS, SCHEME_HTTP, SCHEME_HTTPS };
 
+/* coaps listeners: who may present a client certificate */
+enum cmpgw_client_cert {
+        CLIENT_CERT_NONE,               /* not asked for */
+        CLIENT_CERT_OPTIONAL,           /* asked for; one that is sent must verify */
+        CLIENT_CERT_REQUIRED,           /* certificate handshakes without one fail */
+};
+
 struct cmpgw_listen {
         char *uri;                      /* as configured */
         enum cmpgw_scheme scheme;       /* coap or coaps */
         char *host;                     /* numeric address or name */
         uint16_t port;                  /* default 5683 / 5684 (RFC 9482 §2.2) */
+
+        /* coaps only (DTLS credentials); NULL when not given. The files are
+         * read by the daemon, not here. */
+        char *psk_file;                 /* "psk_file": identity:key lines, mode 0600 */
+        char *certificate;              /* "certificate": PEM, leaf first, then its chain */
+        char *private_key;              /* "private_key": PEM, unencrypted */
+        char *client_ca;                /* "client_ca": PEM trust anchors for client certificates */
+        enum cmpgw_client_cert client_certificate;      /* default optional with client_ca, else none */
 };
 
 struct cmpgw_upstream {

@@ -14,6 +14,11 @@
 #   srv-chain.pem            srv.pem + ica.pem
 #   client-chain.pem         client.pem + ica.pem
 #   trusted.pem              root.pem (trust anchor for both ends)
+# and, for coaps (DTLS) tests, signed by the issuing CA:
+#   gw-dtls.pem gw-dtls.key  the gateway's DTLS server cert, SAN IP:127.0.0.1
+#                            and DNS:localhost (gw-dtls-chain.pem: + ica.pem)
+#   client-dtls.pem client-dtls.key  a DTLS client cert, CN=dtls client
+#                            (client-dtls-chain.pem: + ica.pem)
 #
 # Idempotent: an existing, complete PKI in OUTDIR is left alone (so the
 # certificates stay stable within a test run).  Prints nothing on success.
@@ -26,9 +31,13 @@ cd "$out"
 files=(root.pem root.key ica.pem ica.key srv.pem srv.key ee.pem ee.key ee.csr
        client.pem client.key chain.pem ica-chain.pem srv-chain.pem
        client-chain.pem trusted.pem)
+dtls_files=(gw-dtls.pem gw-dtls.key gw-dtls-chain.pem client-dtls.pem client-dtls.key
+            client-dtls-chain.pem)
 complete=1
 for f in "${files[@]}"; do [[ -s $f ]] || complete=0; done
-((complete)) && exit 0
+dtls_complete=1
+for f in "${dtls_files[@]}"; do [[ -s $f ]] || dtls_complete=0; done
+((complete && dtls_complete)) && exit 0
 
 umask 077
 tmp=$(mktemp -d "./.mkpki.XXXXXX")
@@ -61,6 +70,21 @@ extendedKeyUsage = 1.3.6.1.5.5.7.3.28
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 
+[dtls_srv]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyAgreement
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[dtls_cli]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyAgreement
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
 [ee]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyAgreement
@@ -78,6 +102,28 @@ sign() {
              -set_serial "$5" -days 3650 -sha256 \
              -extfile "$tmp/ext.cnf" -extensions "$4" -out "$tmp/$1.pem"
 }
+
+# the DTLS pair alone, signed by an existing issuing CA (older PKI dirs keep
+# their other files unchanged)
+make_dtls() {
+        key gw-dtls;     sign gw-dtls     "/O=cmpgw test/CN=cmpgw test gateway" ica dtls_srv 0x4001
+        key client-dtls; sign client-dtls "/O=cmpgw test/CN=dtls client"        ica dtls_cli 0x4002
+        cat "$tmp/gw-dtls.pem" "$tmp/ica.pem"     >"$tmp/gw-dtls-chain.pem"
+        cat "$tmp/client-dtls.pem" "$tmp/ica.pem" >"$tmp/client-dtls-chain.pem"
+        for f in "${dtls_files[@]}"; do
+                chmod 644 "$tmp/$f"
+                [[ $f == *.key ]] && chmod 600 "$tmp/$f"
+        done
+        ossl verify -CAfile "$tmp/root.pem" -untrusted "$tmp/ica.pem" \
+             "$tmp/gw-dtls.pem" "$tmp/client-dtls.pem" >/dev/null
+        for f in "${dtls_files[@]}"; do mv -f "$tmp/$f" "./$f"; done
+}
+
+if ((complete)); then
+        cp root.pem ica.pem ica.key "$tmp/"
+        make_dtls
+        exit 0
+fi
 
 key root
 ossl req -new -x509 -key "$tmp/root.key" -subj "/O=cmpgw test/CN=cmpgw test root CA" \
@@ -100,6 +146,7 @@ for f in "${files[@]}"; do
         [[ $f == *.key ]] && chmod 600 "$tmp/$f"
 done
 chmod 644 "$tmp/ee.csr"
+make_dtls
 # verify before publishing
 ossl verify -CAfile "$tmp/root.pem" -untrusted "$tmp/ica.pem" \
      "$tmp/srv.pem" "$tmp/ee.pem" "$tmp/client.pem" >/dev/null

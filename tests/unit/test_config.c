@@ -142,6 +142,8 @@ static void test_errors(void) {
                      "listen[0].uri: expected a string");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"ftp://a/\"}]}",
                      "upstreams[0].uri");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"coaps://a/\"}]}",
+                     "coaps:// upstreams are not supported");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"uri\":\"http://a/\"}]}",
                      "upstreams[0].name: missing");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"timeout\":\"5\"}]}",
@@ -176,11 +178,78 @@ static void test_file(void) {
         free(err);
 }
 
+/* coaps:// listeners (issue 5): default port, credentials, errors naming the key */
+#define UP ",\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]}"
+static void test_coaps(void) {
+        struct cmpgw_config *c;
+
+        c = load_ok("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":\"/etc/cmpgw/psk.txt\"}]" UP);
+        if (c) {
+                CHECK_INT(c->listen[0].scheme, SCHEME_COAPS);
+                CHECK_INT(c->listen[0].port, 5684);     /* RFC 9482 §2.2 */
+                CHECK_STR(c->listen[0].psk_file, "/etc/cmpgw/psk.txt");
+                CHECK(c->listen[0].certificate == NULL);
+                CHECK_INT(c->listen[0].client_certificate, CLIENT_CERT_NONE);
+                config_free(c);
+        }
+        c = load_ok("{\"listen\":[{\"uri\":\"coaps://[::1]:6000\",\"certificate\":\"/c.pem\",\"private_key\":\"/k.pem\","
+                    "\"client_ca\":\"/ca.pem\"},{\"uri\":\"coap://127.0.0.1\"}]" UP);
+        if (c) {
+                CHECK_INT(c->listen[0].port, 6000);
+                CHECK_STR(c->listen[0].certificate, "/c.pem");
+                CHECK_STR(c->listen[0].private_key, "/k.pem");
+                CHECK_STR(c->listen[0].client_ca, "/ca.pem");
+                CHECK_INT(c->listen[0].client_certificate, CLIENT_CERT_OPTIONAL);      /* default with client_ca */
+                CHECK_INT(c->listen[1].scheme, SCHEME_COAP);
+                config_free(c);
+        }
+        c = load_ok("{\"listen\":[{\"uri\":\"coaps://0.0.0.0\",\"psk_file\":\"/p\",\"certificate\":\"/c.pem\",\"private_key\":\"/k.pem\","
+                    "\"client_ca\":\"/ca.pem\",\"client_certificate\":\"required\"}]" UP);
+        if (c) {
+                CHECK_INT(c->listen[0].client_certificate, CLIENT_CERT_REQUIRED);
+                CHECK_STR(c->listen[0].psk_file, "/p");
+                config_free(c);
+        }
+        c = load_ok("{\"listen\":[{\"uri\":\"coaps://0.0.0.0\",\"certificate\":\"/c.pem\",\"private_key\":\"/k.pem\","
+                    "\"client_ca\":\"/ca.pem\",\"client_certificate\":\"none\"}]" UP);
+        if (c) {
+                CHECK_INT(c->listen[0].client_certificate, CLIENT_CERT_NONE);
+                config_free(c);
+        }
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\"}]" UP, "listen[0].psk_file: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"certificate\":\"/c.pem\"}]" UP,
+                     "listen[0].private_key: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"private_key\":\"/k.pem\"}]" UP,
+                     "listen[0].certificate: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":\"/p\",\"client_ca\":\"/ca.pem\"}]" UP,
+                     "listen[0].certificate: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":\"psk.txt\"}]" UP,
+                     "listen[0].psk_file: \"psk.txt\": expected an absolute path");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":5}]" UP,
+                     "listen[0].psk_file: expected a string");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"psk_file\":\"/p\"}]" UP,
+                     "listen[0].psk_file: DTLS credentials belong to coaps:// listeners only");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"client_certificate\":\"none\"}]" UP,
+                     "listen[0].client_certificate: DTLS credentials belong");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"certificate\":\"/c.pem\",\"private_key\":\"/k.pem\","
+                     "\"client_certificate\":\"required\"}]" UP,
+                     "listen[0].client_certificate: \"required\" needs client_ca");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"certificate\":\"/c.pem\",\"private_key\":\"/k.pem\","
+                     "\"client_ca\":\"/ca.pem\",\"client_certificate\":\"maybe\"}]" UP,
+                     "listen[0].client_certificate: \"maybe\": expected \"required\", \"optional\" or \"none\"");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk\":\"/p\"}]" UP,
+                     "listen[0].psk: unknown key");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1:0\",\"psk_file\":\"/p\"}]" UP,
+                     "listen[0].uri: \"coaps://127.0.0.1:0\": expected coaps://HOST[:PORT]");
+}
+#undef UP
+
 int main(void) {
         test_minimal();
         test_defaults_and_options();
         test_no_default_route();
         test_errors();
         test_file();
+        test_coaps();
         TEST_MAIN_END();
 }

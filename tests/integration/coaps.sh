@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# coaps: cmpgwd's coaps:// listener (DTLS through libcoap's OpenSSL backend)
+# and cmpcoap speaking coaps (issue 5):
+#   (a) PSK: coap-client-openssl -u/-k discovers over coaps, a wrong key or an
+#       unknown identity gets nothing; cmpcoap ir with a PSK enrols through
+#       the gateway against the mock CA and the registry records the PSK
+#       identity; cmpcoap with a wrong key names the failed handshake
+#   (b) certificates: cmpcoap with a client certificate enrols and the
+#       registry records its subject; with client_certificate "required" a
+#       client without one is refused (cmpcoap and coap-client)
+#   (c) a psk_file readable by others: cmpgwd refuses to start, naming the
+#       file and chmod 600
+#   (d) SIGHUP re-reads the PSK file
+set -euo pipefail
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+require_gw
+require_cli
+require_cmd openssl sqlite3 "$COAP_CLIENT"
+
+make_pki
+start_ca "$PKI"
+P=$PKI
+DTLS_PORT=$(free_port udp)
+DTLS_URI=coaps://127.0.0.1:$DTLS_PORT
+PSK_KEY=k3y-for-node-psk
+printf '# cmpgw test PSKs\nnode-psk:%s\nother:0x00112233445566778899aabbccddeeff\n' "$PSK_KEY" >"$T/psk.txt"
+chmod 600 "$T/psk.txt"
+printf '%s\n' "$PSK_KEY" >"$T/psk.key"
+MAC=(--ref "$CA_REF" --secret "$CA_SECRET")
+
+# coaps_config FILE EXTRA_JSON: coap:// on GW_PORT (start_gw probes it) and
+# coaps:// on DTLS_PORT with the PSK file plus EXTRA_JSON keys
+coaps_config() {
+        local file=$1 extra=${2:-}
+        write_config "$file"
+        python3 - "$file" "$DTLS_URI" "$T/psk.txt" "$extra" <<'PY'
+import json, sys
+f, uri, psk, extra = sys.argv[1:]
+c = json.load(open(f))
+l = {"uri": uri, "psk_file": psk}
+if extra:
+    l.update(json.loads(extra))
+c["listen"].append(l)
+json.dump(c, open(f, "w"), indent=2)
+PY
+}
+
+# run NAME ARGS...: cmpcoap ARGS, output in $T/NAME.log; sets RC
+run() {
+        local name=$1
+        shift
+        RC=0
+        timeout 60 "$CMPCOAP" "$@" >"$T/$name.log" 2>&1 || RC=$?
+        log "cmpcoap $* -> exit $RC"
+}
+must_pass() {
+        run "$@"
+        if ((RC != 0)); then
+                tail -n 20 "$T/$1.log" >&2
+                log "cmpgwd log tail:"; tail -n 15 "$T/gw.log" >&2
+                fail "$1: cmpcoap exited $RC"
+        fi
+}
+must_fail() {
+        run "$@"
+        ((RC != 0)) || { tail -n 20 "$T/$1.log" >&2; fail "$1: cmpcoap succeeded where it must fail"; }
+        ((RC < 124)) || { tail -n 20 "$T/$1.log" >&2; fail "$1: cmpcoap died/hung (exit $RC)"; }
+}
+got_cert() {
+        [[ -s $2 ]] || fail "$1: no certificate in $2"
+        cert_eq "$2" "$P/ee.pem" || fail "$1: $2 is not the CA's certificate"
+        log "ok: $1 got $(openssl x509 -in "$2" -noout -subject | tr '\n' ' ')"
+}
+# discover NAME ARGS...: coap-client GET /.well-known/core over coaps; output in $T/NAME.out
+discover() {
+        local name=$1
+        shift
+        timeout 30 "$COAP_CLIENT" -B 3 "$@" -m get "$DTLS_URI/.well-known/core" >"$T/$name.out" 2>&1 || true
+}
+# registry_ids: "psk_identity|client_subject" of the devices the gateway saw
+registry_ids() {
+        sqlite3 "$T/registry.db" "SELECT coalesce(psk_identity, '') || '|' || coalesce(client_subject, '') FROM devices ORDER BY id"
+}
+
+step "(c) a psk_file readable by group and others: cmpgwd refuses to start"
+coaps_config "$T/gw.json"
+chmod 644 "$T/psk.txt"
+rc=0
+timeout 10 "$CMPGWD" --config "$T/gw.json" >"$T/start644.log" 2>&1 || rc=$?
+((rc != 0 && rc < 124)) || fail "cmpgwd started (or hung, exit $rc) with a psk_file of mode 644: $(cat "$T/start644.log")"
+out=$(cat "$T/start644.log")
+expect_contains "$out" "$T/psk.txt" "start-up error"
+expect_contains "$out" "chmod 600" "start-up error"
+expect_contains "$out" "listen[1].psk_file" "start-up error"
+log "ok: refused (exit $rc): $(grep psk_file "$T/start644.log" | head -n 1)"
+chmod 600 "$T/psk.txt"
+
+step "a coaps listener without credentials is a config error naming the key"
+python3 - "$T/gw.json" "$T/nocreds.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); del c["listen"][1]["psk_file"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+rc=0
+out=$("$CMPGWD" --check-config --config "$T/nocreds.json" 2>&1) || rc=$?
+((rc == 1)) || fail "no-credentials config: --check-config exited $rc: $out"
+expect_contains "$out" "listen[1].psk_file: missing" "no-credentials config"
+
+step "(a) PSK: discovery over coaps with coap-client-openssl"
+start_gw "$T/gw.json"
+discover psk-ok -u node-psk -k "$PSK_KEY"
+grep -q 'ct=259' "$T/psk-ok.out" || { cat "$T/psk-ok.out" >&2; fail "PSK discovery over coaps: no links with ct=259"; }
+log "ok: coaps GET /.well-known/core with PSK node-psk"
+discover psk-wrong -u node-psk -k not-the-key
+if grep -q 'ct=259' "$T/psk-wrong.out"; then fail "a wrong PSK key got an answer over coaps"; fi
+log "ok: a wrong key gets nothing: $(grep -av '^$' "$T/psk-wrong.out" | tail -n 1)"
+discover psk-unknown -u nobody -k "$PSK_KEY"
+if grep -q 'ct=259' "$T/psk-unknown.out"; then fail "an unknown PSK identity got an answer over coaps"; fi
+grep -q 'unknown PSK identity "nobody"' "$T/gw.log" || fail "cmpgwd did not log the unknown identity"
+grep -q "$PSK_KEY" "$T/gw.log" && fail "cmpgwd logged a PSK key"
+log "ok: an unknown identity is refused and logged (without keys)"
+discover plain-to-coaps
+if grep -q 'ct=259' "$T/plain-to-coaps.out"; then fail "coaps answered a client without any credentials"; fi
+
+step "(a) PSK: cmpcoap ir over coaps enrols; the registry records the PSK identity"
+must_pass ir-psk ir --server "$DTLS_URI" --psk-identity node-psk --psk-key "file:$T/psk.key" \
+        "${MAC[@]}" --newkey "$P/ee.key" --subject /CN=node-psk --certout "$T/ir-psk.pem"
+got_cert ir-psk "$T/ir-psk.pem"
+ids=$(registry_ids)
+expect_eq "$ids" "node-psk|" "registry psk_identity|client_subject after the PSK ir"
+log "ok: registry: $ids"
+
+step "(a) PSK given as 0xHEX"
+must_pass genm-hex genm --server "$DTLS_URI" --psk-identity other \
+        --psk-key 0x00112233445566778899aabbccddeeff "${MAC[@]}"
+
+step "(a) cmpcoap with a wrong PSK key names the failed handshake"
+must_fail ir-badpsk ir --server "$DTLS_URI" --psk-identity node-psk --psk-key pass-wrong \
+        "${MAC[@]}" --newkey "$P/ee.key" --subject /CN=x --certout "$T/bad.pem" --timeout 8
+out=$(cat "$T/ir-badpsk.log")
+expect_contains "$out" "DTLS handshake with 127.0.0.1:$DTLS_PORT failed" "cmpcoap with a wrong key"
+expect_contains "$out" "--psk-identity" "cmpcoap with a wrong key"
+[[ ! -s $T/bad.pem ]] || fail "ir-badpsk wrote a certificate"
+
+step "(d) SIGHUP re-reads the PSK file"
+printf 'node-psk:rotated-key\n' >"$T/psk.txt"
+kill -HUP "$GW_PID"
+for ((i = 0; i < 50; i++)); do grep -q 'coaps credentials re-read' "$T/gw.log" && break; sleep 0.1; done
+grep -q 'coaps credentials re-read' "$T/gw.log" || fail "no reload of the coaps credentials logged"
+discover psk-rotated -u node-psk -k rotated-key
+grep -q 'ct=259' "$T/psk-rotated.out" || fail "the rotated key does not work after SIGHUP"
+discover psk-old -u node-psk -k "$PSK_KEY"
+if grep -q 'ct=259' "$T/psk-old.out"; then fail "the old key still works after SIGHUP"; fi
+log "ok: the new key works, the old one does not"
+printf 'node-psk:%s\nother:0x00112233445566778899aabbccddeeff\n' "$PSK_KEY" >"$T/psk.txt"
+gw_alive
+stop_gw
+
+step "(b) certificates: cmpcoap with a client certificate enrols; the registry records its subject"
+coaps_config "$T/gw-cert.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$P/chain.pem\"}"
+start_gw "$T/gw-cert.json"
+TLS=(--tls-cert "$P/client-dtls.pem" --tls-key "$P/client-dtls.key" --tls-trusted "$P/trusted.pem")
+must_pass ir-cert ir --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}" \
+        --newkey "$P/ee.key" --subject /CN=node-cert --certout "$T/ir-cert.pem"
+got_cert ir-cert "$T/ir-cert.pem"
+ids=$(registry_ids)
+expect_eq "$ids" "|CN=dtls client,O=cmpgw test" "registry psk_identity|client_subject after the certificate ir"
+log "ok: registry: $ids"
+step "(b) optional: a client without a certificate (server authenticated) is served"
+must_pass genm-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}"
+step "(b) cmpcoap refuses a server certificate its --tls-trusted does not anchor"
+must_fail genm-untrusted genm --server "$DTLS_URI" --tls-trusted "$P/srv.pem" "${MAC[@]}" --timeout 30
+expect_contains "$(cat "$T/genm-untrusted.log")" "DTLS handshake with 127.0.0.1:$DTLS_PORT failed" "untrusted server"
+stop_gw
+
+step "(b) client_certificate \"required\": a client without a certificate is refused"
+coaps_config "$T/gw-req.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$P/chain.pem\", \"client_certificate\": \"required\"}"
+start_gw "$T/gw-req.json"
+must_fail genm-req-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}" --timeout 30
+expect_contains "$(cat "$T/genm-req-nocert.log")" "DTLS handshake with 127.0.0.1:$DTLS_PORT failed" "required, no certificate"
+discover req-nocert -R "$P/trusted.pem"
+if grep -q 'ct=259' "$T/req-nocert.out"; then fail "coap-client without a certificate was served"; fi
+discover req-cert -R "$P/trusted.pem" -c "$P/client-dtls.pem" -j "$P/client-dtls.key"
+grep -q 'ct=259' "$T/req-cert.out" || { cat "$T/req-cert.out" >&2; fail "coap-client with a certificate was refused"; }
+must_pass genm-req-cert genm --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}"
+log "ok: without a certificate refused, with one served"
+
+gw_alive
+kill -0 "$CA_PID" 2>/dev/null || fail "the mock CA died (see $T/ca.log)"
+log "PASS"
