@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,12 @@ int manager_reload(Manager *m, char **ret_err) {
                                 log_warning("reload: listener changes take effect only after a restart (%s)", c->listen[i].uri);
         r = coap_server_apply_config(m->coap, c);
         if (r < 0) {
-                log_error("reload failed, keeping the running configuration: cannot set up resources: %s", strerror(-r));
+                /* coap_server.c logged what it could not take (credentials, resources) */
+                log_error("reload failed, keeping the running configuration: the CoAP listeners refused it (%s)",
+                          strerror(-r));
+                if (ret_err && asprintf(ret_err, "the CoAP listeners refused the new configuration: %s; see the daemon's log",
+                                        strerror(-r)) < 0)
+                        *ret_err = NULL;
                 coap_server_apply_config(m->coap, m->config);
                 config_free(c);
                 sd_notify(false, "READY=1");
