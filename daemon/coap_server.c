@@ -725,6 +725,16 @@ static int content_format(const coap_pdu_t *pdu) {
         return (int) coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
 }
 
+/* The Uri-Host option (RFC 7252 §5.10.1), "" when absent or unusable. */
+static void request_uri_host(const coap_pdu_t *request, char *buf, size_t size) {
+        coap_opt_iterator_t it;
+        coap_opt_t *o = coap_check_option(request, COAP_OPTION_URI_HOST, &it);
+
+        buf[0] = '\0';
+        if (o && coap_opt_length(o) < size && memchr(coap_opt_value(o), '\0', coap_opt_length(o)) == NULL)
+                snprintf(buf, size, "%.*s", (int) coap_opt_length(o), (const char *) coap_opt_value(o));
+}
+
 static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) {
         coap_string_t *p = coap_get_uri_path(request);
         char buf[512];
@@ -929,6 +939,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
                 return answer_error(response, 500, -1, "out of memory");
         }
         r->path = *path;
+        request_uri_host(request, r->uri_host, sizeof r->uri_host);
         r->body = body;
         r->body_len = len;
         r->token_len = token.length;
@@ -965,6 +976,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         coap_bin_const_t token = coap_pdu_get_token(request);
         coap_async_t *async = coap_find_async(session, token);
         struct cmp_path path;
+        char host[256];
         struct request_tag tag;
         struct transfer *t;
         const uint8_t *data;
@@ -982,8 +994,9 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                 return answer_error(response, 404, -1, "no such CMP resource");
         if (path.ann)
                 return answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
-        if (!config_route(c, path.label))
-                return answer_error(response, 404, -1, "no upstream takes this label");
+        request_uri_host(request, host, sizeof host);
+        if (!config_route_host(c, path.label, host))
+                return answer_error(response, 404, -1, "no upstream takes this label or host");
         cf = content_format(request);
         /* RFC 9482 §2.3: application/pkixcmp */
         if (cf >= 0 && cf != CT_PKIXCMP)
@@ -1069,6 +1082,7 @@ static void handle_unknown(coap_resource_t *resource, coap_session_t *session,
                            coap_pdu_t *response) {
         struct coap_server *s = server_of(session);
         struct cmp_path path;
+        char host[256];
         int r;
 
         if (is_multicast(session))
@@ -1080,8 +1094,9 @@ static void handle_unknown(coap_resource_t *resource, coap_session_t *session,
                 return answer_error(response, 404, -1, "bad label after /p/");
         if (r != CMP_PATH_OK)
                 return answer_error(response, 404, -1, "no such resource; CMP is at /.well-known/cmp");
-        if (!config_route(s->manager->config, path.label))
-                return answer_error(response, 404, -1, "no upstream takes this label");
+        request_uri_host(request, host, sizeof host);
+        if (!config_route_host(s->manager->config, path.label, host))
+                return answer_error(response, 404, -1, "no upstream takes this label or host");
         if (path.ann)
                 return coap_pdu_get_code(request) == COAP_REQUEST_CODE_GET ?
                         handle_ann_get(resource, session, request, query, response) :

@@ -124,7 +124,7 @@ static void request_fail(struct request *r, int code, int max_age, const char *f
 
 static int route(struct request *r) {
         const struct cmpgw_config *c = r->manager->config;
-        const struct cmpgw_upstream *u = config_route(c, r->path.label);
+        const struct cmpgw_upstream *u = config_route_host(c, r->path.label, r->uri_host);
         char uri[2048];
 
         if (!u)

@@ -39,6 +39,7 @@ struct request {
         char client_subject[512];       /* coaps: client certificate subject (RFC 2253), "" when none */
 
         struct cmp_path path;
+        char uri_host[256];             /* Uri-Host option, "" when absent (routing, RFC 9482 §3) */
         uint8_t *body;                  /* the request PKIMessage, DER */
         size_t body_len;
         struct cmp_msg_info info;

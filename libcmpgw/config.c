@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -259,8 +260,43 @@ static int parse_labels(struct parser *p, const char *where, struct json_object 
         return 0;
 }
 
+/* RFC 9482 §3: route by Uri-Host. Host names compare case-insensitively. */
+static bool host_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 253)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      *s == '-' || *s == '.' || *s == ':' || *s == '[' || *s == ']'))
+                        return false;
+        return true;
+}
+
+static int parse_hosts(struct parser *p, const char *where, struct json_object *v,
+                       struct cmpgw_upstream *u) {
+        size_t n;
+
+        if (!json_object_is_type(v, json_type_array))
+                return fail(p, where, "expected an array of host names, e.g. [\"ca1.example\"]");
+        n = json_object_array_length(v);
+        u->hosts = calloc(n ? n : 1, sizeof *u->hosts);
+        if (!u->hosts)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(v, i);
+                if (!json_object_is_type(e, json_type_string) || !host_valid(json_object_get_string(e)))
+                        return fail(p, where, "element %zu: expected a host name or IP address", i);
+                u->hosts[i] = strdup(json_object_get_string(e));
+                if (!u->hosts[i])
+                        return -ENOMEM;
+                u->n_hosts++;
+        }
+        return 0;
+}
+
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
-        static const char *const keys[] = { "name", "uri", "timeout", "labels", "default", NULL };
+        static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", NULL };
         struct json_object *v;
         const char *rest;
         char where[64], key[96];
@@ -290,6 +326,9 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
                 return r;
         if (json_object_object_get_ex(o, "labels", &v) &&
             (r = parse_labels(p, KEY("labels"), v, u)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "hosts", &v) &&
+            (r = parse_hosts(p, KEY("hosts"), v, u)) < 0)
                 return r;
         if (json_object_object_get_ex(o, "default", &v) &&
             (r = get_bool(p, KEY("default"), v, &u->is_default)) < 0)
@@ -623,6 +662,9 @@ void config_free(struct cmpgw_config *c) {
                 for (size_t j = 0; j < u->n_labels; j++)
                         free(u->labels[j]);
                 free(u->labels);
+                for (size_t j = 0; j < u->n_hosts; j++)
+                        free(u->hosts[j]);
+                free(u->hosts);
         }
         free(c->upstreams);
         free(c->registry_path);
@@ -631,6 +673,11 @@ void config_free(struct cmpgw_config *c) {
 }
 
 const struct cmpgw_upstream *config_route(const struct cmpgw_config *c, const char *label) {
+        return config_route_host(c, label, NULL);
+}
+
+const struct cmpgw_upstream *config_route_host(const struct cmpgw_config *c, const char *label,
+                                               const char *host) {
         const struct cmpgw_upstream *def = NULL;
 
         for (size_t i = 0; i < c->n_upstreams; i++) {
@@ -641,6 +688,10 @@ const struct cmpgw_upstream *config_route(const struct cmpgw_config *c, const ch
                 if (u->is_default)
                         def = u;
         }
+        for (size_t i = 0; host && *host && i < c->n_upstreams; i++)
+                for (size_t j = 0; j < c->upstreams[i].n_hosts; j++)
+                        if (strcasecmp(c->upstreams[i].hosts[j], host) == 0)
+                                return &c->upstreams[i];
         /* PRODUCT.md: with one upstream it is the default route */
         if (!def && c->n_upstreams == 1 && !c->upstreams[0].default_given)
                 def = &c->upstreams[0];

@@ -42,6 +42,8 @@ struct cmpgw_upstream {
         uint64_t timeout_usec;          /* "timeout" seconds, default 30 */
         char **labels;                  /* "labels": routes /p/<label> here */
         size_t n_labels;
+        char **hosts;                   /* "hosts": routes requests with this Uri-Host here */
+        size_t n_hosts;
         bool is_default;                /* "default": true */
         bool default_given;             /* "default" present (false opts out of the one-upstream rule) */
 };
@@ -79,5 +81,9 @@ void config_free(struct cmpgw_config *c);
  * lists the label, else the default route (the only upstream when there
  * is one, else the one marked "default"). NULL: no route (4.04). */
 const struct cmpgw_upstream *config_route(const struct cmpgw_config *c, const char *label);
+/* The same, with the request's Uri-Host (NULL or "" when absent): a label
+ * route first, then the upstream that lists the host, then the default. */
+const struct cmpgw_upstream *config_route_host(const struct cmpgw_config *c, const char *label,
+                                               const char *host);
 
 const char *config_scheme_name(enum cmpgw_scheme s);

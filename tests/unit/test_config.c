@@ -123,6 +123,24 @@ static void test_no_default_route(void) {
         config_free(c);
 }
 
+static void test_host_route(void) {
+        struct cmpgw_config *c = load_ok(
+                "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],"
+                " \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"hosts\":[\"ca-a.example\"],\"labels\":[\"x\"]},"
+                "                {\"name\":\"b\",\"uri\":\"http://b/\",\"default\":true}]}");
+
+        if (!c)
+                return;
+        CHECK(config_route_host(c, "", "ca-a.example") == &c->upstreams[0]);
+        CHECK(config_route_host(c, "", "CA-A.Example") == &c->upstreams[0]);
+        CHECK(config_route_host(c, "", "other.example") == &c->upstreams[1]);
+        CHECK(config_route_host(c, "", NULL) == &c->upstreams[1]);
+        CHECK(config_route_host(c, "x", "other.example") == &c->upstreams[0]);   /* label first */
+        config_free(c);
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"hosts\":[\"bad host\"]}]}",
+                     "upstreams[0].hosts: element 0");
+}
+
 static void test_errors(void) {
         expect_error("{", "not valid JSON");
         expect_error("[]", "top level");
@@ -249,6 +267,7 @@ int main(void) {
         test_defaults_and_options();
         test_no_default_route();
         test_errors();
+        test_host_route();
         test_file();
         test_coaps();
         TEST_MAIN_END();
