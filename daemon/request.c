@@ -136,6 +136,7 @@ static int route(struct request *r) {
         r->upstream_name = strdup(u->name);
         r->upstream_uri = strdup(uri);
         r->upstream_timeout_usec = u->timeout_usec;
+        r->upstream_chunked = u->chunked;
         return r->upstream_name && r->upstream_uri ? 0 : -ENOMEM;
 }
 

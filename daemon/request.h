@@ -49,6 +49,7 @@ struct request {
         char *upstream_uri;             /* the full URI sent to */
         uint64_t upstream_timeout_usec;
         bool upstream_coap;             /* coap:// upstream, else http(s):// */
+        enum cmpgw_chunked upstream_chunked;
         struct upstream_call *call;     /* HTTP */
         struct coap_call *coap_call;    /* CoAP */
 

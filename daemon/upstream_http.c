@@ -19,7 +19,7 @@ struct upstream_http {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
-        struct curl_slist *headers;
+        struct curl_slist *headers, *headers_chunked;
         struct gw_stats *stats;
         size_t max_response;
         /* The last answer the upstream sent ended a CMP transaction; servers
@@ -40,6 +40,7 @@ struct upstream_call {
         size_t len, cap;
         bool too_large;
         bool retried;
+        size_t sent;                    /* chunked: bytes handed to curl */
         char content_type[64];
         char errbuf[CURL_ERROR_SIZE];
 };
@@ -162,6 +163,36 @@ static bool request_forbids_reuse(int body) {
                body == CMP_BODY_GENM || body == CMP_BODY_ERROR;
 }
 
+#define CHUNK_MAX 16384
+
+/* RFC 9482 §2.4: a chunked body with chunks "to cut packets": each read
+ * is one chunk, so the whole message goes as one chunk (up to CHUNK_MAX)
+ * and the last-chunk marker — the fewest bytes and packets chunking allows. */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata) {
+        struct upstream_call *c = userdata;
+        size_t n = c->req->body_len - c->sent, room = size * nitems;
+
+        if (n > room)
+                n = room;
+        if (n > CHUNK_MAX)
+                n = CHUNK_MAX;
+        memcpy(buf, c->req->body + c->sent, n);
+        c->sent += n;
+        return n;
+}
+
+/* "on", or "auto" once the upstream has answered with HTTP/1.1, which must
+ * accept chunked request bodies (RFC 9112 §7); `openssl cmp` speaks
+ * HTTP/1.0 and answers a chunked request with 400. */
+static bool use_chunked(struct upstream_http *h, const struct request *r) {
+        const struct upstream_health *u;
+
+        if (r->upstream_chunked != CHUNKED_AUTO)
+                return r->upstream_chunked == CHUNKED_ON;
+        u = upstream_http_health(h, r->upstream_name);
+        return u && u->http11;
+}
+
 static int call_setup(struct upstream_call *c, bool fresh) {
         struct request *r = c->req;
         CURL *e = curl_easy_init();
@@ -175,9 +206,22 @@ static int call_setup(struct upstream_call *c, bool fresh) {
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         /* RFC 6712 §3.3: POST with Content-Type application/pkixcmp */
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *) r->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) r->body_len);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->http->headers);
+        if (use_chunked(c->http, r)) {
+                struct upstream_health *u = health_get(c->http, r->upstream_name);
+                c->sent = 0;
+                curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+                curl_easy_setopt(e, CURLOPT_READDATA, c);
+                curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->http->headers_chunked);
+                if (u)
+                        u->chunked = true;
+        } else {
+                struct upstream_health *u = health_get(c->http, r->upstream_name);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *) r->body);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) r->body_len);
+                curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->http->headers);
+                if (u)
+                        u->chunked = false;
+        }
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
         /* RFC 9482 §3: a reverse proxy never leaves the configured set */
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -289,6 +333,13 @@ static void result_from_http(struct upstream_call *c, struct upstream_result *re
         bool is_cmp;
 
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+        {
+                long version = 0;
+                struct upstream_health *u = health_get(c->http, c->req->upstream_name);
+                curl_easy_getinfo(c->easy, CURLINFO_HTTP_VERSION, &version);
+                if (u && version != 0)
+                        u->http11 = version >= CURL_HTTP_VERSION_1_1;
+        }
         is_cmp = cmp_msg_inspect(c->buf, c->len, &info, NULL) == 0;
         res->max_age = -1;
         if (is_cmp)
@@ -444,9 +495,11 @@ int upstream_http_new(sd_event *e, struct gw_stats *stats, size_t max_response,
         h->headers = curl_slist_append(h->headers, "Accept: application/pkixcmp");
         /* PEERS.md: `openssl cmp` never answers 100-continue; curl would wait 1 s */
         h->headers = curl_slist_append(h->headers, "Expect:");
-        /* RFC 9482 §2.4 asks for chunked transfer encoding where the server supports
-         * it; `openssl cmp` does not (400), so requests carry Content-Length. */
-        if (!h->headers) {
+        h->headers_chunked = curl_slist_append(NULL, "Content-Type: application/pkixcmp");
+        h->headers_chunked = curl_slist_append(h->headers_chunked, "Accept: application/pkixcmp");
+        h->headers_chunked = curl_slist_append(h->headers_chunked, "Expect:");
+        h->headers_chunked = curl_slist_append(h->headers_chunked, "Transfer-Encoding: chunked");
+        if (!h->headers || !h->headers_chunked) {
                 upstream_http_free(h);
                 return -ENOMEM;
         }
@@ -465,6 +518,7 @@ struct upstream_http *upstream_http_free(struct upstream_http *h) {
                 curl_multi_cleanup(h->multi);
         sd_event_source_disable_unref(h->timer);
         curl_slist_free_all(h->headers);
+        curl_slist_free_all(h->headers_chunked);
         free(h->health);
         sd_event_unref(h->event);
         free(h);

@@ -2,6 +2,7 @@
  * on the daemon's sd-event loop */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,8 @@ struct upstream_health {
         int64_t last_success, last_failure;     /* unix seconds, 0 never */
         double latency_ms;              /* of the last answered exchange */
         uint64_t backoff_until_usec;    /* CLOCK_MONOTONIC; 0 when not backing off */
+        bool http11;                    /* answered with HTTP/1.1 or later: takes chunked bodies */
+        bool chunked;                   /* the last request went chunked */
 };
 
 /* The health record of NAME, NULL before its first request. */

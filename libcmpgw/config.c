@@ -296,7 +296,7 @@ static int parse_hosts(struct parser *p, const char *where, struct json_object *
 }
 
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
-        static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", NULL };
+        static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked", NULL };
         struct json_object *v;
         const char *rest;
         char where[64], key[96];
@@ -330,6 +330,17 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
         if (json_object_object_get_ex(o, "hosts", &v) &&
             (r = parse_hosts(p, KEY("hosts"), v, u)) < 0)
                 return r;
+        if (json_object_object_get_ex(o, "chunked", &v)) {
+                const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+                if (strcmp(s, "auto") == 0)
+                        u->chunked = CHUNKED_AUTO;
+                else if (strcmp(s, "on") == 0)
+                        u->chunked = CHUNKED_ON;
+                else if (strcmp(s, "off") == 0)
+                        u->chunked = CHUNKED_OFF;
+                else
+                        return fail(p, KEY("chunked"), "expected \"auto\", \"on\" or \"off\"");
+        }
         if (json_object_object_get_ex(o, "default", &v) &&
             (r = get_bool(p, KEY("default"), v, &u->is_default)) < 0)
                 return r;

@@ -13,6 +13,9 @@
 
 enum cmpgw_scheme { SCHEME_COAP, SCHEME_COAPS, SCHEME_HTTP, SCHEME_HTTPS };
 
+/* RFC 9482 §2.4: chunked HTTP request bodies where the server supports them */
+enum cmpgw_chunked { CHUNKED_AUTO, CHUNKED_ON, CHUNKED_OFF };
+
 /* coaps listeners: who may present a client certificate */
 enum cmpgw_client_cert {
         CLIENT_CERT_NONE,               /* not asked for */
@@ -40,6 +43,7 @@ struct cmpgw_upstream {
         char *uri;
         enum cmpgw_scheme scheme;
         uint64_t timeout_usec;          /* "timeout" seconds, default 30 */
+        enum cmpgw_chunked chunked;     /* "chunked": "auto" (default), "on", "off" */
         char **labels;                  /* "labels": routes /p/<label> here */
         size_t n_labels;
         char **hosts;                   /* "hosts": routes requests with this Uri-Host here */

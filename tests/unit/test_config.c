@@ -139,6 +139,8 @@ static void test_host_route(void) {
         config_free(c);
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"hosts\":[\"bad host\"]}]}",
                      "upstreams[0].hosts: element 0");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"chunked\":true}]}",
+                     "upstreams[0].chunked: expected \"auto\", \"on\" or \"off\"");
 }
 
 static void test_errors(void) {
