@@ -137,6 +137,7 @@ static int route(struct request *r) {
         r->upstream_uri = strdup(uri);
         r->upstream_timeout_usec = u->timeout_usec;
         r->upstream_chunked = u->chunked;
+        r->upstream_max_connections = u->max_connections;
         return r->upstream_name && r->upstream_uri ? 0 : -ENOMEM;
 }
 

@@ -50,6 +50,7 @@ struct request {
         uint64_t upstream_timeout_usec;
         bool upstream_coap;             /* coap:// upstream, else http(s):// */
         enum cmpgw_chunked upstream_chunked;
+        uint32_t upstream_max_connections;
         struct upstream_call *call;     /* HTTP */
         struct coap_call *coap_call;    /* CoAP */
 

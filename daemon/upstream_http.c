@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "cmp_msg.h"
+#include "list.h"
 #include "coap_status.h"
 #include "log.h"
 #include "manager.h"
@@ -27,12 +28,16 @@ struct upstream_http {
         bool peer_may_have_closed;
         struct upstream_health *health;
         size_t n_health;
+        LIST_HEAD(struct upstream_call, queue); /* over max_connections: waiting */
 };
 
 #define BACKOFF_AFTER 3                 /* transport failures in a row */
 #define BACKOFF_MAX_SEC 60
 
 struct upstream_call {
+        LIST_FIELDS(struct upstream_call, queue);
+        bool queued, active;
+        char upstream[64];              /* the request may be gone when the call is freed */
         struct upstream_http *http;
         struct request *req;
         CURL *easy;
@@ -112,15 +117,64 @@ static void health_note(struct upstream_http *h, const struct request *r, bool t
         }
 }
 
+static int call_setup(struct upstream_call *c, bool fresh);
+static void call_start_queued(struct upstream_http *h, const char *name);
+
 static void call_free(struct upstream_call *c) {
+        struct upstream_http *h;
+        char name[64] = "";
+
         if (!c)
                 return;
+        h = c->http;
         if (c->easy) {
-                curl_multi_remove_handle(c->http->multi, c->easy);
+                curl_multi_remove_handle(h->multi, c->easy);
                 curl_easy_cleanup(c->easy);
+        }
+        if (c->queued) {
+                struct upstream_health *u = health_get(h, c->upstream);
+                LIST_REMOVE(queue, h->queue, c);
+                if (u)
+                        u->queued--;
+        }
+        if (c->active) {
+                struct upstream_health *u = health_get(h, c->upstream);
+                if (u)
+                        u->in_flight--;
+                snprintf(name, sizeof name, "%s", c->upstream);
         }
         free(c->buf);
         free(c);
+        if (name[0])
+                call_start_queued(h, name);
+}
+
+/* The oldest request waiting for NAME goes on the wire. */
+static void call_start_queued(struct upstream_http *h, const char *name) {
+        struct upstream_call *c, *n, *oldest = NULL;
+        struct upstream_health *u;
+
+        LIST_FOREACH_SAFE(queue, c, n, h->queue)
+                if (strcmp(c->upstream, name) == 0)
+                        oldest = c;     /* the list is newest first */
+        if (!oldest)
+                return;
+        u = health_get(h, name);
+        LIST_REMOVE(queue, h->queue, oldest);
+        oldest->queued = false;
+        if (u) {
+                u->queued--;
+                u->in_flight++;
+        }
+        oldest->active = true;
+        if (call_setup(oldest, false) < 0) {
+                struct request *r = oldest->req;
+                struct upstream_result res = { .coap_code = 500, .max_age = -1,
+                                               .diagnostic = "cannot start the upstream request" };
+                r->call = NULL;
+                call_free(oldest);
+                request_complete(r, &res);
+        }
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -241,16 +295,34 @@ int upstream_http_submit(struct upstream_http *h, struct request *r) {
         struct upstream_call *c = calloc(1, sizeof *c);
         int ret;
 
+        struct upstream_health *u;
+
         if (!c)
                 return -ENOMEM;
         c->http = h;
         c->req = r;
+        snprintf(c->upstream, sizeof c->upstream, "%s", r->upstream_name);
+        u = health_get(h, r->upstream_name);
+        if (!u) {
+                free(c);
+                return -ENOMEM;
+        }
+        r->call = c;
+        /* a cap on the exchanges (and so connections) per upstream; the rest wait */
+        if (u->in_flight >= r->upstream_max_connections) {
+                c->queued = true;
+                u->queued++;
+                LIST_PREPEND(queue, h->queue, c);
+                return 0;
+        }
+        u->in_flight++;
+        c->active = true;
         ret = call_setup(c, false);
         if (ret < 0) {
+                r->call = NULL;
                 call_free(c);
                 return ret;
         }
-        r->call = c;
         return 0;
 }
 

@@ -32,6 +32,8 @@ struct upstream_health {
         uint64_t backoff_until_usec;    /* CLOCK_MONOTONIC; 0 when not backing off */
         bool http11;                    /* answered with HTTP/1.1 or later: takes chunked bodies */
         bool chunked;                   /* the last request went chunked */
+        unsigned in_flight;             /* exchanges on the wire (at most max_connections) */
+        unsigned queued;                /* waiting for one of them to end */
 };
 
 /* The health record of NAME, NULL before its first request. */

@@ -296,7 +296,9 @@ static int parse_hosts(struct parser *p, const char *where, struct json_object *
 }
 
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
-        static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked", NULL };
+        static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked",
+                                            "max_connections", NULL };
+        uint64_t n;
         struct json_object *v;
         const char *rest;
         char where[64], key[96];
@@ -308,6 +310,7 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
         if ((r = check_keys(p, where, o, keys)) < 0)
                 return r;
         u->timeout_usec = 30 * 1000000ULL;
+        u->max_connections = 8;
 #define KEY(k) (snprintf(key, sizeof key, "%s.%s", where, k), key)
         if (!json_object_object_get_ex(o, "name", &v))
                 return fail(p, KEY("name"), "missing: give each upstream a name");
@@ -330,6 +333,11 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
         if (json_object_object_get_ex(o, "hosts", &v) &&
             (r = parse_hosts(p, KEY("hosts"), v, u)) < 0)
                 return r;
+        if (json_object_object_get_ex(o, "max_connections", &v)) {
+                if ((r = get_uint(p, KEY("max_connections"), v, 1, 1024, &n)) < 0)
+                        return r;
+                u->max_connections = (uint32_t) n;
+        }
         if (json_object_object_get_ex(o, "chunked", &v)) {
                 const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
                 if (strcmp(s, "auto") == 0)

@@ -44,6 +44,7 @@ struct cmpgw_upstream {
         enum cmpgw_scheme scheme;
         uint64_t timeout_usec;          /* "timeout" seconds, default 30 */
         enum cmpgw_chunked chunked;     /* "chunked": "auto" (default), "on", "off" */
+        uint32_t max_connections;       /* "max_connections": HTTP exchanges at once, default 8 */
         char **labels;                  /* "labels": routes /p/<label> here */
         size_t n_labels;
         char **hosts;                   /* "hosts": routes requests with this Uri-Host here */

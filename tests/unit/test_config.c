@@ -53,6 +53,8 @@ static void test_minimal(void) {
         CHECK_INT(c->n_upstreams, 1);
         CHECK_STR(c->upstreams[0].name, "ca");
         CHECK_INT(c->upstreams[0].timeout_usec, 30000000);
+        CHECK_INT(c->upstreams[0].max_connections, 8);
+        CHECK_INT(c->upstreams[0].chunked, CHUNKED_AUTO);
         CHECK_STR(c->registry_path, "/var/lib/cmpgw/registry.db");
         CHECK_INT(c->bus, BUS_SYSTEM);
         /* documented defaults */

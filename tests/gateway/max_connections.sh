@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# upstreams[].max_connections caps the HTTP exchanges (and so connections)
+# to one upstream at once; the rest wait their turn and are answered (issue
+# 6: keep-alive pool with a cap). The upstream is a fixture standing in for
+# a slow RA: it takes 1 s per request, answers a genp and records how many
+# requests it had at once.
+source "$(dirname "$0")/../integration/lib.sh"
+require_gw
+require_cmd openssl python3 "$COAP_CLIENT"
+
+make_pki
+start_ca "$PKI"
+capture_requests "$T/req"
+ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -rspout "$T/genp.der" >>"$T/cap.log" 2>&1 || fail "capture of a genp"
+stop_ca
+
+port=$(free_port tcp)
+python3 - "$port" "$T/genp.der" "$T/peak" >"$T/slow.log" 2>&1 <<'PY' &
+import http.server, sys, threading, time
+port, answer, peak_file = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys.argv[3]
+lock, now, peak = threading.Lock(), [0], [0]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with lock:
+            now[0] += 1; peak[0] = max(peak[0], now[0]); open(peak_file, "w").write(str(peak[0]))
+        time.sleep(1)
+        with lock:
+            now[0] -= 1
+        self.send_response(200); self.send_header("Content-Type", "application/pkixcmp")
+        self.send_header("Content-Length", str(len(answer))); self.end_headers(); self.wfile.write(answer)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+PIDS+=($!)
+wait_tcp "${PIDS[-1]}" "$port" 10 "$T/slow.log"
+write_config "$T/gw.json" "[ { \"name\": \"slow\", \"uri\": \"http://127.0.0.1:$port/pkix/\", \"max_connections\": 2, \"timeout\": 20 } ]"
+start_gw "$T/gw.json"
+
+step "6 nodes at once against a cap of 2"
+start=$SECONDS
+clients=()
+for i in 1 2 3 4 5 6; do
+        COAP_WAIT=30 coap_req "n$i" -m post -t 259 -b 64 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp" &
+        clients+=($!)
+done
+for p in "${clients[@]}"; do wait "$p" || true; done
+for i in 1 2 3 4 5 6; do
+        code=$(grep -haE '^v:1 t:[A-Z]+ c:[1-5]\.[0-9][0-9] ' "$T/n$i.out" "$T/n$i.err" | grep -av ' c:0\.00 \| c:2\.31 ' |
+                tail -n 1 | sed -nE 's/^v:1 t:[A-Z]+ c:([1-5]\.[0-9][0-9]) .*/\1/p')
+        expect_eq "$code" 2.04 "node $i's answer"
+done
+expect_eq "$(cat "$T/peak")" 2 "requests the upstream had at once"
+((SECONDS - start >= 3)) || fail "6 requests of 1 s through 2 connections took $((SECONDS - start)) s"
+log "6 answered in $((SECONDS - start)) s with at most 2 at the upstream"
