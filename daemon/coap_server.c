@@ -912,11 +912,18 @@ static void handle_async(struct coap_server *s, coap_resource_t *resource,
                          coap_session_t *session, const coap_pdu_t *request,
                          coap_pdu_t *response, coap_async_t *async) {
         struct request *r = coap_async_get_app_data(async);
+        struct kept_answer *k;
 
         if (!r || !r->answered)
                 return;         /* no code: libcoap repeats the empty ACK */
-        /* the triggered separate response; libcoap frees the async on return */
-        answer_request(resource, session, request, response, r);
+        /* the triggered separate response; libcoap frees the async on return.
+         * Kept too: a retransmitted last block is answered again, never
+         * forwarded twice (RFC 7252 §4.5). */
+        k = r->session ? kept_new(s, r) : NULL;
+        if (k)
+                answer_from_kept(resource, session, request, response, k);
+        else
+                answer_request(resource, session, request, response, r);
         r->async = NULL;
         coap_server_release_request(s, r);
         request_free(r);
