@@ -19,17 +19,9 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
+#include "gateway_bus.h"
 
-#define GW_BUS_NAME   "org.cmpgw.Gateway1"
-#define GW_PATH       "/org/cmpgw/Gateway1"
-#define GW_INTERFACE  "org.cmpgw.Gateway1"
-
-#define GW_ERROR_NO_SUCH_DEVICE   "org.cmpgw.Gateway1.Error.NoSuchDevice"
-#define GW_ERROR_INVALID_ARGUMENT "org.cmpgw.Gateway1.Error.InvalidArgument"
-#define GW_ERROR_FAILED           "org.cmpgw.Gateway1.Error.Failed"
-
-#define PAGE_MAX 1000u                  /* the daemon's maximum page size */
+#define PAGE_MAX GW_PAGE_MAX
 
 enum {
         EXIT_OK = 0,

@@ -24,18 +24,10 @@
 #include "manager.h"
 #include "upstream_http.h"
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-
-#define GW_BUS_NAME   "org.cmpgw.Gateway1"
-#define GW_PATH       "/org/cmpgw/Gateway1"
-#define GW_INTERFACE  "org.cmpgw.Gateway1"
-
-#define GW_ERROR_NO_SUCH_DEVICE   "org.cmpgw.Gateway1.Error.NoSuchDevice"
-#define GW_ERROR_INVALID_ARGUMENT "org.cmpgw.Gateway1.Error.InvalidArgument"
-#define GW_ERROR_FAILED           "org.cmpgw.Gateway1.Error.Failed"
+#include "gateway_bus.h"
 
 #define LIST_DEFAULT_LIMIT 100u
-#define LIST_MAX_LIMIT     1000u
+#define LIST_MAX_LIMIT     GW_PAGE_MAX
 
 struct dbus_api {
         Manager *manager;
@@ -163,40 +155,31 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "s", CMPGW_VERSION);
 }
 
+/* An "as" from N strings that STRING_AT picks out of the running config. */
+static int append_strings(sd_bus_message *reply, const struct cmpgw_config *c, size_t n,
+                          const char *(*string_at)(const struct cmpgw_config *, size_t)) {
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (size_t i = 0; r >= 0 && c && i < n; i++)
+                r = sd_bus_message_append_basic(reply, 's', string_at(c, i));
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static const char *listen_uri_at(const struct cmpgw_config *c, size_t i) { return c->listen[i].uri; }
+static const char *upstream_name_at(const struct cmpgw_config *c, size_t i) { return c->upstreams[i].name; }
+
 static int property_get_listeners(sd_bus *bus, const char *path, const char *interface,
                                   const char *property, sd_bus_message *reply,
                                   void *userdata, sd_bus_error *error) {
-        struct dbus_api *d = userdata;
-        const struct cmpgw_config *c = d->manager->config;
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "s");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; c && i < c->n_listen; i++) {
-                r = sd_bus_message_append_basic(reply, 's', c->listen[i].uri);
-                if (r < 0)
-                        return r;
-        }
-        return sd_bus_message_close_container(reply);
+        const struct cmpgw_config *c = ((struct dbus_api *) userdata)->manager->config;
+        return append_strings(reply, c, c ? c->n_listen : 0, listen_uri_at);
 }
 
 static int property_get_upstreams(sd_bus *bus, const char *path, const char *interface,
                                   const char *property, sd_bus_message *reply,
                                   void *userdata, sd_bus_error *error) {
-        struct dbus_api *d = userdata;
-        const struct cmpgw_config *c = d->manager->config;
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "s");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; c && i < c->n_upstreams; i++) {
-                r = sd_bus_message_append_basic(reply, 's', c->upstreams[i].name);
-                if (r < 0)
-                        return r;
-        }
-        return sd_bus_message_close_container(reply);
+        const struct cmpgw_config *c = ((struct dbus_api *) userdata)->manager->config;
+        return append_strings(reply, c, c ? c->n_upstreams : 0, upstream_name_at);
 }
 
 static int property_get_device_count(sd_bus *bus, const char *path, const char *interface,

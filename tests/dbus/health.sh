@@ -40,13 +40,7 @@ assert 1 <= u[0]["backoff_sec"] <= 5, u
 assert u[0]["last_failure"].endswith("Z") and u[0]["last_success"] == "", u'
 
 step "the CA returns; after the pause one success ends the backoff"
-openssl cmp -port "$ca_port" -srv_ref "$CA_REF" -srv_secret "$CA_SECRET" \
-        -srv_cert "$PKI/srv.pem" -srv_key "$PKI/srv.key" -srv_trusted "$PKI/trusted.pem" \
-        -srv_untrusted "$PKI/ica-chain.pem" -rsp_cert "$PKI/ee.pem" -rsp_extracerts "$PKI/chain.pem" \
-        -rsp_capubs "$PKI/root.pem" >>"$T/ca.log" 2>&1 &
-CA_PID=$!
-PIDS+=("$CA_PID")
-wait_tcp "$CA_PID" "$ca_port" 10 "$T/ca.log"
+start_ca_at "$ca_port" "$PKI" "$PKI/ee.pem"
 sleep 5
 genm back 2.04
 ctl stats2 --json stats

@@ -26,13 +26,7 @@ client=$!
 sleep 3
 grep -q -- '-> 5.03' "$T/gw.log" || fail "the gateway did not answer 5.03 while the CA was down"
 # the same port again, so the configured upstream is back
-openssl cmp -port "$ca_port" -srv_ref "$CA_REF" -srv_secret "$CA_SECRET" \
-        -srv_cert "$PKI/srv.pem" -srv_key "$PKI/srv.key" -srv_trusted "$PKI/trusted.pem" \
-        -srv_untrusted "$PKI/ica-chain.pem" -rsp_cert "$PKI/ee.pem" -rsp_extracerts "$PKI/chain.pem" \
-        -rsp_capubs "$PKI/root.pem" >>"$T/ca.log" 2>&1 &
-CA_PID=$!
-PIDS+=("$CA_PID")
-wait_tcp "$CA_PID" "$ca_port" 10 "$T/ca.log"
+start_ca_at "$ca_port" "$PKI" "$PKI/ee.pem"
 rc=0
 wait "$client" || rc=$?
 ((rc == 0)) || { cat "$T/ir.log" >&2; fail "cmpcoap exited $rc instead of enrolling after the CA came back"; }

@@ -19,13 +19,7 @@ mk_ee() {       # mk_ee N: dev-N.key/.pem signed by the issuing CA
 }
 ca_with() {     # ca_with N: the mock CA answering with dev-N's certificate
         [[ -n $CA_PID ]] && stop_ca
-        openssl cmp -port "$ca_port" -srv_ref "$CA_REF" -srv_secret "$CA_SECRET" \
-                -srv_cert "$PKI/srv.pem" -srv_key "$PKI/srv.key" -srv_trusted "$PKI/trusted.pem" \
-                -srv_untrusted "$PKI/ica-chain.pem" -rsp_cert "$T/dev-$1.pem" -rsp_extracerts "$PKI/chain.pem" \
-                -rsp_capubs "$PKI/root.pem" >>"$T/ca.log" 2>&1 &
-        CA_PID=$!
-        PIDS+=("$CA_PID")
-        wait_tcp "$CA_PID" "$ca_port" 10 "$T/ca.log"
+        start_ca_at "$ca_port" "$PKI" "$T/dev-$1.pem"
 }
 
 N=12 KILL_AT=$((4 + RANDOM % 5))

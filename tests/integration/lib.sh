@@ -175,13 +175,22 @@ make_pki() {
 start_ca() {
         local dir=$1
         shift
+        start_ca_at "$(free_port tcp)" "$dir" "$dir/ee.pem" "$@"
+}
+
+# start_ca_at PORT DIR RSP_CERT [extra args]: the mock CA on a given port
+# (again, after stop_ca: the gateway's configured upstream comes back),
+# answering with RSP_CERT.
+start_ca_at() {
+        local port=$1 dir=$2 rsp=$3
+        shift 3
         [[ -s $dir/ee.pem ]] || make_pki "$dir"
-        CA_PORT=$(free_port tcp)
+        CA_PORT=$port
         openssl cmp -port "$CA_PORT" \
                 -srv_ref "$CA_REF" -srv_secret "$CA_SECRET" \
                 -srv_cert "$dir/srv.pem" -srv_key "$dir/srv.key" \
                 -srv_trusted "$dir/trusted.pem" -srv_untrusted "$dir/ica-chain.pem" \
-                -rsp_cert "$dir/ee.pem" -rsp_extracerts "$dir/chain.pem" \
+                -rsp_cert "$rsp" -rsp_extracerts "$dir/chain.pem" \
                 -rsp_capubs "$dir/root.pem" \
                 "$@" >>"$T/ca.log" 2>&1 &
         CA_PID=$!
