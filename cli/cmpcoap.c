@@ -6,6 +6,7 @@
  *
  *   cmpcoap ir|cr|p10cr|kur|rr|genm --server coap://host[:port]/path [options]
  *   cmpcoap discover [URI]
+ *   cmpcoap observe [URI] [--out-dir DIR] [--count N]   (RFC 9482 §2.6)
  */
 #include <errno.h>
 #include <limits.h>
@@ -20,11 +21,14 @@
 
 #include <coap3/coap.h>
 
+#include <openssl/asn1t.h>
 #include <openssl/cmp.h>
+#include <openssl/crmf.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -48,17 +52,18 @@ enum exit_code {
 
 enum command {
         CMD_NONE = 0,
-        CMD_IR, CMD_CR, CMD_P10CR, CMD_KUR, CMD_RR, CMD_GENM, CMD_DISCOVER,
+        CMD_IR, CMD_CR, CMD_P10CR, CMD_KUR, CMD_RR, CMD_GENM, CMD_DISCOVER, CMD_OBSERVE,
 };
 
 static const char *const command_names[] = {
         [CMD_IR] = "ir", [CMD_CR] = "cr", [CMD_P10CR] = "p10cr", [CMD_KUR] = "kur",
         [CMD_RR] = "rr", [CMD_GENM] = "genm", [CMD_DISCOVER] = "discover",
+        [CMD_OBSERVE] = "observe",
 };
 
 struct args {
         enum command command;
-        const char *discover_uri;
+        const char *discover_uri;       /* the URI argument of discover and observe */
         /* strings: NULL when not given */
         const char *server, *ref, *secret, *cert, *key, *keypass, *extracerts;
         const char *newkey, *newkeypass, *subject, *issuer, *sans;
@@ -66,9 +71,11 @@ struct args {
         const char *oldcert, *csr, *infotype, *digest, *mac;
         const char *psk_identity, *psk_key, *tls_cert, *tls_key, *tls_trusted;
         const char *certout, *chainout, *cacertsout, *extracertsout, *reqout, *rspout;
+        const char *out_dir;
         /* numbers: -1 (or the stated default) when not given */
         int days, revreason, popo, msg_timeout, total_timeout, verbosity;
         int block_size, timeout;
+        int count, reregister;
         /* flags */
         int implicit_confirm, disable_confirm, unprotected_requests, unprotected_errors;
         int ignore_keyusage, san_nodefault;
@@ -99,7 +106,8 @@ static const struct option_spec option_specs[] = {
         STR("server", server, "URI", "coap[s]://host[:port][/path] of the CMP server; path used as is,\n"
             "default /.well-known/cmp; port default 5683, coaps 5684"),
         INT("block-size", block_size, 16, 1024, "Block1 size for requests: 16..1024, power of two. Default 1024"),
-        INT("timeout", timeout, 0, INT_MAX, "Overall seconds for the whole run, 0 = none. Default 60"),
+        INT("timeout", timeout, 0, INT_MAX, "Overall seconds for the whole run, 0 = none. Default 60;\n"
+            "observe: 0 (runs until --count or a signal)"),
         INT("msg_timeout", msg_timeout, 0, INT_MAX, "Seconds allowed per CMP message round trip, 0 = infinite"),
         INT("total_timeout", total_timeout, 0, INT_MAX, "Overall seconds an enrollment incl. polling may take"),
         STR("recipient", recipient, "DN", "DN of CA. Default: subject of --srvcert, --issuer, issuer of --oldcert or --cert"),
@@ -110,6 +118,11 @@ static const struct option_spec option_specs[] = {
         STR("tls-key", tls_key, "FILE", "DTLS client private key (PEM, unencrypted)"),
         STR("tls-trusted", tls_trusted, "FILE", "Trust anchors (PEM) for the server's DTLS certificate;\n"
             "its name must match the URI's host"),
+        SECTION("Announcements (observe)"),
+        STR("out-dir", out_dir, "DIR", "Write each announcement received to DIR/ann-N.der (N = 1, 2, ...)"),
+        INT("count", count, 1, INT_MAX, "Exit 0 after N announcements. Default: run until --timeout"),
+        INT("reregister", reregister, 0, INT_MAX, "Register again every N seconds (RFC 9482 §2.6), 0 = only\n"
+            "when the server drops us. Default 600"),
         SECTION("Generic message options"),
         STR("infotype", infotype, "NAME", "InfoType name for genm, e.g. 'signKeyPairTypes'"),
         SECTION("Certificate enrollment"),
@@ -172,11 +185,14 @@ static void usage_error(const char *fmt, ...) {
 
 static void print_help(void) {
         printf("Usage: " PROG " COMMAND [options]\n"
-               "       " PROG " discover [URI]\n\n"
+               "       " PROG " discover [URI]\n"
+               "       " PROG " observe [URI] [--out-dir DIR] [--count N]\n\n"
                "CMP end-entity client over CoAP (RFC 9482).\n\n"
                "Commands:\n"
                "  ir cr p10cr kur rr genm   run that CMP transaction with --server\n"
-               "  discover [URI]            GET /.well-known/core and print the links with ct=259\n\n"
+               "  discover [URI]            GET /.well-known/core and print the links with ct=259\n"
+               "  observe [URI]             observe announcements (GET+Observe on .../ann; URI default:\n"
+               "                            --server + /ann) and print each as it arrives\n\n"
                "Options take one or two dashes; VALUE may follow as --opt=VALUE.\n");
         for (size_t i = 0; i < N_OPTIONS; i++) {
                 const struct option_spec *o = &option_specs[i];
@@ -255,12 +271,12 @@ static int take_positional(struct args *a, const char *arg) {
         if (a->command == CMD_NONE) {
                 a->command = command_from_name(arg);
                 if (a->command == CMD_NONE) {
-                        usage_error("unknown command '%s' (ir cr p10cr kur rr genm discover)", arg);
+                        usage_error("unknown command '%s' (ir cr p10cr kur rr genm discover observe)", arg);
                         return -1;
                 }
                 return 0;
         }
-        if (a->command == CMD_DISCOVER && !a->discover_uri) {
+        if ((a->command == CMD_DISCOVER || a->command == CMD_OBSERVE) && !a->discover_uri) {
                 a->discover_uri = arg;
                 return 0;
         }
@@ -346,7 +362,7 @@ static bool is_coaps(const char *uri) {
 }
 
 static int check_dtls_args(const struct args *a) {
-        const char *uri = a->command == CMD_DISCOVER && a->discover_uri ? a->discover_uri : a->server;
+        const char *uri = a->discover_uri ? a->discover_uri : a->server;
         bool psk = a->psk_identity || a->psk_key, pki = a->tls_cert || a->tls_key;
 
         if (!is_coaps(uri)) {
@@ -377,18 +393,23 @@ static int check_dtls_args(const struct args *a) {
 
 static int check_args(const struct args *a) {
         if (a->command == CMD_NONE) {
-                usage_error("missing command (ir cr p10cr kur rr genm discover)");
+                usage_error("missing command (ir cr p10cr kur rr genm discover observe)");
                 return -1;
         }
-        if (a->command == CMD_DISCOVER && !a->discover_uri && !a->server) {
-                usage_error("discover needs a URI (or --server)");
+        if ((a->command == CMD_DISCOVER || a->command == CMD_OBSERVE) && !a->discover_uri && !a->server) {
+                usage_error("%s needs a URI (or --server)", command_names[a->command]);
                 return -1;
         }
-        if (a->command != CMD_DISCOVER && !a->server) {
+        if ((a->out_dir || a->count > 0 || a->reregister >= 0) && a->command != CMD_OBSERVE) {
+                usage_error("--out-dir, --count and --reregister are for observe");
+                return -1;
+        }
+        if (a->command != CMD_DISCOVER && a->command != CMD_OBSERVE && !a->server) {
                 usage_error("option --server is required for %s", command_names[a->command]);
                 return -1;
         }
-        if (check_uri("--server", a->server) < 0 || check_uri("discover", a->discover_uri) < 0 ||
+        if (check_uri("--server", a->server) < 0 ||
+            check_uri(command_names[a->command], a->discover_uri) < 0 ||
             check_dtls_args(a) < 0)
                 return -1;
         if (a->block_size & (a->block_size - 1)) {
@@ -1296,10 +1317,335 @@ out:
         return status;
 }
 
+/* ---- observe: announcements (RFC 9482 §2.6) ---------------------------- */
+
+/* What OpenSSL 3.0 keeps private in announcement bodies (RFC 4210 §5.3.13-16),
+ * read with asn1t.h templates like libcmpgw/cmp_content.c does. */
+typedef struct {
+        X509 *old_with_new, *new_with_old, *new_with_new;
+} CC_CKUANN;
+
+ASN1_SEQUENCE(CC_CKUANN) = {
+        ASN1_SIMPLE(CC_CKUANN, old_with_new, X509),
+        ASN1_SIMPLE(CC_CKUANN, new_with_old, X509),
+        ASN1_SIMPLE(CC_CKUANN, new_with_new, X509),
+} static_ASN1_SEQUENCE_END(CC_CKUANN)
+
+typedef struct {
+        ASN1_INTEGER *status;
+        OSSL_CRMF_CERTID *cert_id;
+        ASN1_GENERALIZEDTIME *will_be_revoked_at;
+        ASN1_GENERALIZEDTIME *bad_since_date;
+        STACK_OF(X509_EXTENSION) *crl_details;
+} CC_RANN;
+
+ASN1_SEQUENCE(CC_RANN) = {
+        ASN1_SIMPLE(CC_RANN, status, ASN1_INTEGER),
+        ASN1_SIMPLE(CC_RANN, cert_id, OSSL_CRMF_CERTID),
+        ASN1_SIMPLE(CC_RANN, will_be_revoked_at, ASN1_GENERALIZEDTIME),
+        ASN1_SIMPLE(CC_RANN, bad_since_date, ASN1_GENERALIZEDTIME),
+        ASN1_SEQUENCE_OF_OPT(CC_RANN, crl_details, X509_EXTENSION),
+} static_ASN1_SEQUENCE_END(CC_RANN)
+
+/* PKIBody restricted to the announcements: any other body fails to decode
+ * here (it was named by OSSL_CMP_MSG_get_bodytype() already). */
+typedef struct {
+        int type;
+        union {
+                CC_CKUANN *ckuann;
+                X509 *cann;
+                CC_RANN *rann;
+                STACK_OF(X509_CRL) *crlann;
+        } value;
+} CC_ANN_BODY;
+
+ASN1_CHOICE(CC_ANN_BODY) = {
+        ASN1_EXP(CC_ANN_BODY, value.ckuann, CC_CKUANN, 15),
+        ASN1_EXP(CC_ANN_BODY, value.cann, X509, 16),
+        ASN1_EXP(CC_ANN_BODY, value.rann, CC_RANN, 17),
+        ASN1_EXP_SEQUENCE_OF(CC_ANN_BODY, value.crlann, X509_CRL, 18),
+} static_ASN1_CHOICE_END(CC_ANN_BODY)
+
+typedef struct {
+        ASN1_TYPE *header;
+        CC_ANN_BODY *body;
+        ASN1_BIT_STRING *protection;
+        STACK_OF(ASN1_TYPE) *extra_certs;
+} CC_ANN_MSG;
+
+ASN1_SEQUENCE(CC_ANN_MSG) = {
+        ASN1_SIMPLE(CC_ANN_MSG, header, ASN1_ANY),
+        ASN1_SIMPLE(CC_ANN_MSG, body, CC_ANN_BODY),
+        ASN1_EXP_OPT(CC_ANN_MSG, protection, ASN1_BIT_STRING, 0),
+        ASN1_EXP_OPT(CC_ANN_MSG, extra_certs, ASN1_SEQUENCE_ANY, 1),
+} static_ASN1_SEQUENCE_END(CC_ANN_MSG)
+
+static const char *const body_names[] = {
+        "ir", "ip", "cr", "cp", "p10cr", "popdecc", "popdecr", "kur", "kup", "krr", "krp",
+        "rr", "rp", "ccr", "ccp", "ckuann", "cann", "rann", "crlann", "pkiconf", "nested",
+        "genm", "genp", "error", "certConf", "pollReq", "pollRep",
+};
+
+static const char *const crl_reasons[] = {
+        "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+        "cessationOfOperation", "certificateHold", "7", "removeFromCRL", "privilegeWithdrawn",
+        "aACompromise",
+};
+
+struct observe_state {
+        const struct args *args;
+        unsigned received;      /* announcements printed */
+        unsigned char last_sha[32];
+        bool have_last;
+        int status;
+};
+
+static void print_name(const char *label, const X509_NAME *name) {
+        printf(" %s=\"", label);
+        X509_NAME_print_ex_fp(stdout, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+        putchar('"');
+}
+
+static void print_time(const char *label, const ASN1_TIME *tm) {
+        struct tm t;
+
+        if (!tm || !ASN1_TIME_to_tm(tm, &t))
+                return;
+        printf(" %s=%04d-%02d-%02dT%02d:%02d:%02dZ", label, t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+               t.tm_hour, t.tm_min, t.tm_sec);
+}
+
+static void print_integer(const char *label, const ASN1_INTEGER *i) {
+        BIGNUM *bn = i ? ASN1_INTEGER_to_BN(i, NULL) : NULL;
+        char *hex = bn ? BN_bn2hex(bn) : NULL;
+
+        if (hex)
+                printf(" %s=%s", label, hex);
+        OPENSSL_free(hex);
+        BN_free(bn);
+}
+
+static void print_cert_facts(const char *what, const X509 *x) {
+        printf("  %s", what);
+        print_name("subject", X509_get_subject_name(x));
+        print_name("issuer", X509_get_issuer_name(x));
+        print_integer("serial", X509_get0_serialNumber(x));
+        print_time("notAfter", X509_get0_notAfter(x));
+        putchar('\n');
+}
+
+static void print_crl_facts(X509_CRL *crl) {
+        STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
+        ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+
+        printf("  crl");
+        print_name("issuer", X509_CRL_get_issuer(crl));
+        if (number)
+                print_integer("number", number);
+        printf(" revoked=%d", revoked ? sk_X509_REVOKED_num(revoked) : 0);
+        print_time("thisUpdate", X509_CRL_get0_lastUpdate(crl));
+        print_time("nextUpdate", X509_CRL_get0_nextUpdate(crl));
+        putchar('\n');
+        ASN1_INTEGER_free(number);
+}
+
+static void print_rann_facts(const CC_RANN *r) {
+        const X509_NAME *issuer = OSSL_CRMF_CERTID_get0_issuer(r->cert_id);    /* its directoryName */
+        int reason = -1;
+
+        printf("  rann");
+        print_integer("serial", OSSL_CRMF_CERTID_get0_serialNumber(r->cert_id));
+        if (issuer)
+                print_name("issuer", issuer);
+        printf(" status=%ld", ASN1_INTEGER_get(r->status));
+        for (int i = 0; i < sk_X509_EXTENSION_num(r->crl_details); i++) {
+                X509_EXTENSION *ext = sk_X509_EXTENSION_value(r->crl_details, i);
+                if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) == NID_crl_reason) {
+                        ASN1_ENUMERATED *e = X509V3_EXT_d2i(ext);
+                        if (e)
+                                reason = (int) ASN1_ENUMERATED_get(e);
+                        ASN1_ENUMERATED_free(e);
+                }
+        }
+        if (reason >= 0 && reason <= 10)
+                printf(" reason=%s", crl_reasons[reason]);
+        print_time("willBeRevokedAt", r->will_be_revoked_at);
+        print_time("badSinceDate", r->bad_since_date);
+        putchar('\n');
+}
+
+/* The key facts of an announcement body, one indented line each. */
+static void print_ann_facts(const uint8_t *der, size_t len) {
+        const unsigned char *p = der;
+        CC_ANN_MSG *m = (CC_ANN_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CC_ANN_MSG));
+
+        if (!m || p != der + len) {
+                printf("  (contents not decoded)\n");
+                goto out;
+        }
+        switch (m->body->type) {
+        case 0:
+                print_cert_facts("ckuann oldWithNew", m->body->value.ckuann->old_with_new);
+                print_cert_facts("ckuann newWithOld", m->body->value.ckuann->new_with_old);
+                print_cert_facts("ckuann newWithNew", m->body->value.ckuann->new_with_new);
+                break;
+        case 1:
+                print_cert_facts("cann", m->body->value.cann);
+                break;
+        case 2:
+                print_rann_facts(m->body->value.rann);
+                break;
+        case 3:
+                for (int i = 0; i < sk_X509_CRL_num(m->body->value.crlann); i++)
+                        print_crl_facts(sk_X509_CRL_value(m->body->value.crlann, i));
+                break;
+        default:
+                break;
+        }
+out:
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CC_ANN_MSG));
+        ERR_clear_error();
+}
+
+static int write_ann(const char *dir, unsigned n, const uint8_t *der, size_t len) {
+        char path[PATH_MAX];
+        FILE *f;
+        int ok;
+
+        if (snprintf(path, sizeof path, "%s/ann-%u.der", dir, n) >= (int) sizeof path) {
+                fprintf(stderr, PROG ": --out-dir: path too long\n");
+                return -1;
+        }
+        f = fopen(path, "wb");
+        ok = f && fwrite(der, 1, len, f) == len;
+        if (f && fclose(f) != 0)
+                ok = 0;
+        if (!ok) {
+                fprintf(stderr, PROG ": --out-dir: cannot write '%s': %s\n", path, strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
+static int on_announcement(void *arg, const struct coap_transfer_response *rsp, bool observing,
+                           bool registration) {
+        struct observe_state *st = arg;
+        const struct args *a = st->args;
+        unsigned char sha[32];
+        char hex[65];
+        const unsigned char *p = rsp->body;
+        OSSL_CMP_MSG *msg;
+        int type = -1;
+
+        if (rsp->body_len == 0) {
+                if (a->verbosity >= 6)
+                        fprintf(stderr, PROG ": %d.%02d without a body: no announcement yet\n",
+                                rsp->code / 100, rsp->code % 100);
+                return 0;
+        }
+        SHA256(rsp->body, rsp->body_len, sha);
+        if (st->have_last && memcmp(sha, st->last_sha, sizeof sha) == 0) {
+                /* a re-registration answers the announcement we already have */
+                if (a->verbosity >= 7)
+                        fprintf(stderr, PROG ": DEBUG: the same announcement again (not counted)\n");
+                return 0;
+        }
+        memcpy(st->last_sha, sha, sizeof sha);
+        st->have_last = true;
+        st->received++;
+        for (int i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+        msg = d2i_OSSL_CMP_MSG(NULL, &p, (long) rsp->body_len);
+        if (msg && p == rsp->body + rsp->body_len)
+                type = OSSL_CMP_MSG_get_bodytype(msg);
+        OSSL_CMP_MSG_free(msg);
+        ERR_clear_error();
+        if (rsp->content_format >= 0 && rsp->content_format != CT_APPLICATION_PKIXCMP)
+                fprintf(stderr, PROG ": warning: Content-Format %d, expected %d (application/pkixcmp)\n",
+                        rsp->content_format, CT_APPLICATION_PKIXCMP);
+        printf("announcement %u: %s, %zu bytes, sha256 %s%s\n", st->received,
+               type < 0 ? "not a PKIMessage" :
+               type < (int) (sizeof body_names / sizeof body_names[0]) ? body_names[type] : "unknown body",
+               rsp->body_len, hex, type >= 15 && type <= 18 ? "" : type < 0 ? "" : " (not an announcement)");
+        if (type >= 15 && type <= 18)
+                print_ann_facts(rsp->body, rsp->body_len);
+        fflush(stdout);
+        if (a->out_dir && write_ann(a->out_dir, st->received, rsp->body, rsp->body_len) < 0) {
+                st->status = EXIT_FAIL;
+                return 1;
+        }
+        if (a->count > 0 && st->received >= (unsigned) a->count)
+                return 1;
+        return 0;
+}
+
+/* The ann resource: URI as given (its path, default /.well-known/cmp/ann),
+ * or --server's CMP path + "/ann". Returns malloc'd URI and path override. */
+static char *observe_uri(const struct args *a) {
+        const char *base = a->discover_uri ? a->discover_uri : a->server;
+        const char *auth = strstr(base, "://");
+        const char *path = auth ? strchr(auth + 3, '/') : NULL;
+        size_t n = strlen(base);
+        char *uri;
+
+        if (a->discover_uri)
+                return strdup(base);
+        while (n > 0 && base[n - 1] == '/')
+                n--;
+        if (!path || (size_t) (path - base) >= n) {
+                /* no path: RFC 9482 §2.1/§2.6 */
+                if (asprintf(&uri, "%.*s/.well-known/cmp/ann", (int) n, base) < 0)
+                        return NULL;
+        } else if (asprintf(&uri, "%.*s/ann", (int) n, base) < 0) {
+                return NULL;
+        }
+        return uri;
+}
+
+static int run_observe(const struct args *a) {
+        struct observe_state st = { .args = a, .status = EXIT_OK };
+        struct coap_observe_params params = {
+                .reregister_s = a->reregister >= 0 ? (unsigned) a->reregister : 600,
+                .retry_max_s = 60,
+        };
+        struct coap_transfer *t;
+        char *uri = observe_uri(a);
+        int r;
+
+        if (!uri) {
+                fprintf(stderr, PROG ": out of memory\n");
+                return EXIT_FAIL;
+        }
+        if (a->out_dir && access(a->out_dir, W_OK) != 0) {
+                fprintf(stderr, PROG ": --out-dir: '%s': %s\n", a->out_dir, strerror(errno));
+                free(uri);
+                return EXIT_FAIL;
+        }
+        t = transfer_new(a, uri, NULL, ".well-known/cmp/ann");
+        if (!t) {
+                free(uri);
+                return EXIT_FAIL;
+        }
+        if (a->verbosity >= 6)
+                fprintf(stderr, PROG ": observing %s\n", uri);
+        r = coap_transfer_observe(t, &params, on_announcement, &st);
+        if (r < 0) {
+                fprintf(stderr, PROG ": observe: %s\n", coap_transfer_error(t));
+                st.status = EXIT_FAIL;
+        } else if (r > 0 && a->count > 0) {
+                fprintf(stderr, PROG ": observe: timeout after %u of %d announcements\n", st.received, a->count);
+                st.status = EXIT_FAIL;
+        }
+        coap_transfer_free(t);
+        free(uri);
+        return st.status;
+}
+
 int main(int argc, char **argv) {
         struct args a = {
                 .days = -1, .revreason = -2, .popo = -2, .msg_timeout = -1, .total_timeout = -1,
-                .verbosity = 6, .block_size = COAP_TRANSFER_BLOCK_MAX, .timeout = 60,
+                .verbosity = 6, .block_size = COAP_TRANSFER_BLOCK_MAX, .timeout = -1,
+                .reregister = -1,
         };
         int r = parse_args(argc, argv, &a);
 
@@ -1307,7 +1653,11 @@ int main(int argc, char **argv) {
                 return r > 0 ? EXIT_OK : EXIT_USAGE;
         if (check_args(&a) < 0)
                 return EXIT_USAGE;
+        if (a.timeout < 0)
+                a.timeout = a.command == CMD_OBSERVE ? 0 : 60;
         if (a.command == CMD_DISCOVER)
                 return run_discover(&a);
+        if (a.command == CMD_OBSERVE)
+                return run_observe(&a);
         return run_cmp(&a);
 }

@@ -38,6 +38,31 @@ struct pending {
         unsigned max_age;
 };
 
+/* Observe (RFC 7641) state of coap_transfer_observe() */
+struct observation {
+        bool active;            /* coap_transfer_observe() is running */
+        bool awaiting;          /* a registration GET is outstanding */
+        bool registered;        /* the last registration answer carried Observe */
+        bool need_register;     /* register (again) at retry_at */
+        bool stop;              /* the callback asked to stop */
+        bool fatal;             /* give up: error[] says why */
+        bool cancel_answered;   /* the answer to the cancelling GET came */
+        uint8_t token[8];
+        size_t token_len;
+        uint64_t retry_at;      /* when to register again */
+        unsigned backoff_s;     /* next retry delay after a failure */
+        uint64_t registered_at; /* last successful registration */
+        uint64_t heard_at;      /* last registration answer or notification */
+        unsigned max_age;       /* of the last one (RFC 7252 §5.10.5: default 60) */
+        bool have_seq;
+        uint32_t seq;           /* Observe value of the last fresh notification */
+        uint64_t seq_at;
+        unsigned reregister_s, retry_max_s;
+        coap_transfer_notify_fn cb;
+        void *cb_arg;
+        unsigned registrations;
+};
+
 struct coap_transfer {
         coap_context_t *ctx;
         coap_session_t *session;
@@ -60,6 +85,7 @@ struct coap_transfer {
         const char *reqout, *rspout;
         unsigned reqs_saved, rsps_saved;
         struct pending pending;
+        struct observation obs;
         char error[512];
 };
 
@@ -96,6 +122,20 @@ static void debug(const struct coap_transfer *t, const char *fmt, ...) {
         if (t->verbosity < 7)
                 return;
         fputs("cmpcoap: DEBUG: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+static void info(const struct coap_transfer *t, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void info(const struct coap_transfer *t, const char *fmt, ...) {
+        va_list ap;
+
+        if (t->verbosity < 6)
+                return;
+        fputs("cmpcoap: ", stderr);
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
         va_end(ap);
@@ -157,6 +197,8 @@ static bool option_uint(const coap_pdu_t *pdu, coap_option_num_t num, unsigned *
         return true;
 }
 
+static coap_response_t on_observe_response(struct coap_transfer *t, const coap_pdu_t *received);
+
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid) {
         struct coap_transfer *t = coap_session_get_app_data(session);
@@ -166,6 +208,8 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         const uint8_t *data = NULL;
         unsigned value;
 
+        if (t && t->obs.active)
+                return on_observe_response(t, received);
         if (!t || !t->pending.active || t->pending.done)
                 return COAP_RESPONSE_OK;        /* late or duplicate */
         if (token.length != t->pending.token_len ||
@@ -199,6 +243,8 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         return COAP_RESPONSE_OK;
 }
 
+static void observe_nack(struct coap_transfer *t, coap_nack_reason_t reason);
+
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
                     const coap_nack_reason_t reason, const coap_mid_t mid) {
         struct coap_transfer *t = coap_session_get_app_data(session);
@@ -206,6 +252,10 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
 
         if (!t)
                 return;
+        if (t->obs.active) {
+                observe_nack(t, reason);
+                return;
+        }
         /* Only one request is outstanding at a time; the token of a NACKed
          * block of a large body is libcoap's own, so do not match it. */
         switch (reason) {
@@ -229,6 +279,8 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
         pending_fail(t, what);
 }
 
+static void observe_lost(struct coap_transfer *t, const char *why);
+
 static int on_event(coap_session_t *session, const coap_event_t event) {
         struct coap_transfer *t = coap_session_get_app_data(session);
 
@@ -242,6 +294,8 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
                 pending_fail(t, "block-wise transfer of the request failed");
                 break;
         case COAP_EVENT_PARTIAL_BLOCK:
+                if (t->obs.active)
+                        observe_lost(t, "a block-wise notification did not complete");
                 pending_fail(t, "block-wise response did not complete");
                 break;
         case COAP_EVENT_SESSION_FAILED:
@@ -579,16 +633,20 @@ static void add_segments(coap_pdu_t *pdu, coap_option_num_t num, const uint8_t *
         }
 }
 
-/* coap_add_option() wants ascending option numbers: Uri-Host 3,
- * Uri-Path 11, Content-Format 12, Uri-Query 15, Block1 27. */
+/* coap_add_option() wants ascending option numbers: Uri-Host 3, Observe 6,
+ * Uri-Path 11, Content-Format 12, Uri-Query 15, Block1 27. observe: the
+ * Observe option's value (RFC 7641 §2), or -1 for none. */
 static void add_options(struct coap_transfer *t, coap_pdu_t *pdu, int content_format,
-                        bool has_body, size_t body_len) {
+                        bool has_body, size_t body_len, int observe) {
         uint8_t buf[4];
         unsigned block_size;
 
         if (t->uri_host)
                 coap_add_option(pdu, COAP_OPTION_URI_HOST, strlen(t->uri_host),
                                 (const uint8_t *) t->uri_host);
+        if (observe >= 0)
+                coap_add_option(pdu, COAP_OPTION_OBSERVE,
+                                coap_encode_var_safe(buf, sizeof buf, (unsigned) observe), buf);
         add_segments(pdu, COAP_OPTION_URI_PATH, t->path_opts, t->path_count);
         /* RFC 9482 §2.3: Content-Format application/pkixcmp */
         if (has_body && content_format >= 0)
@@ -617,7 +675,7 @@ static coap_pdu_t *request_pdu_new(struct coap_transfer *t, int method, int cont
         coap_session_new_token(t->session, &t->pending.token_len, t->pending.token);
         if (!coap_add_token(pdu, t->pending.token_len, t->pending.token))
                 goto fail;
-        add_options(t, pdu, content_format, body != NULL, body_len);
+        add_options(t, pdu, content_format, body != NULL, body_len, -1);
         if (body && add_body(t, pdu, body, body_len) < 0)
                 goto fail;
         return pdu;
@@ -868,4 +926,260 @@ out:
         coap_transfer_response_clear(&t->pending.rsp);
         OPENSSL_free(der);
         return rsp_msg;
+}
+
+/* ---- Observe (RFC 7641, RFC 9482 §2.6) ---------------------------------- */
+
+#define OBSERVE_GRACE_S      10u        /* beyond Max-Age before silence counts */
+#define OBSERVE_DEFAULT_AGE  60u        /* RFC 7252 §5.10.5 */
+#define OBSERVE_FRESH_S      128u       /* RFC 7641 §3.4 */
+
+static void observe_schedule(struct coap_transfer *t, unsigned delay_s) {
+        t->obs.awaiting = false;
+        t->obs.registered = false;
+        t->obs.need_register = true;
+        t->obs.retry_at = now_ms() + 1000u * (uint64_t) delay_s;
+}
+
+/* A failure: register again after the current backoff, which doubles. */
+static void observe_lost(struct coap_transfer *t, const char *why) {
+        unsigned delay = t->obs.backoff_s;
+
+        if (!t->obs.active || t->obs.need_register || t->obs.fatal)
+                return;
+        info(t, "%s; registering again in %u s", why, delay);
+        observe_schedule(t, delay);
+        t->obs.backoff_s = delay * 2 > t->obs.retry_max_s ? t->obs.retry_max_s : delay * 2;
+}
+
+static void observe_nack(struct coap_transfer *t, coap_nack_reason_t reason) {
+        char what[sizeof t->error];
+
+        switch (reason) {
+        case COAP_NACK_TOO_MANY_RETRIES:
+                snprintf(what, sizeof what, "no acknowledgement from %s", t->uri);
+                break;
+        case COAP_NACK_RST:
+                snprintf(what, sizeof what, "%s answered with a CoAP Reset (RST)", t->uri);
+                break;
+        case COAP_NACK_NOT_DELIVERABLE:
+        case COAP_NACK_ICMP_ISSUE:
+                snprintf(what, sizeof what, "cannot reach %s (ICMP: port unreachable or no route)", t->uri);
+                break;
+        case COAP_NACK_TLS_FAILED:
+                snprintf(what, sizeof what, "DTLS handshake with %s failed (%s)", t->authority, t->dtls_hint);
+                break;
+        default:
+                snprintf(what, sizeof what, "request to %s failed (libcoap NACK reason %d)", t->uri, (int) reason);
+                break;
+        }
+        observe_lost(t, what);
+}
+
+/* RFC 7641 §3.4: is Observe value v2 (received now) newer than the last? */
+static bool observe_fresh(const struct observation *o, uint32_t v2, uint64_t now) {
+        uint32_t v1 = o->seq;
+
+        if (!o->have_seq)
+                return true;
+        return (v1 < v2 && v2 - v1 < (1u << 23)) || (v1 > v2 && v1 - v2 > (1u << 23)) ||
+               now > o->seq_at + 1000u * OBSERVE_FRESH_S;
+}
+
+static coap_response_t on_observe_response(struct coap_transfer *t, const coap_pdu_t *received) {
+        struct observation *o = &t->obs;
+        coap_bin_const_t token = coap_pdu_get_token(received);
+        coap_pdu_code_t code = coap_pdu_get_code(received);
+        struct coap_transfer_response rsp = { .content_format = -1 };
+        size_t len = 0, offset = 0, total = 0;
+        const uint8_t *data = NULL;
+        unsigned value, seq = 0;
+        bool observing, registration = o->awaiting;
+        uint64_t now = now_ms();
+        char text[sizeof t->error];
+
+        if (token.length != o->token_len || memcmp(token.s, o->token, token.length) != 0) {
+                debug(t, "ignoring a response with a token of an earlier request");
+                return COAP_RESPONSE_OK;
+        }
+        if (code == COAP_EMPTY_CODE || o->fatal)
+                return COAP_RESPONSE_OK;
+        if (o->stop) {
+                o->cancel_answered = true;
+                return COAP_RESPONSE_OK;
+        }
+        if (coap_get_data_large(received, &len, &data, &offset, &total) &&
+            (offset != 0 || len != total)) {
+                observe_lost(t, "incomplete block-wise notification body");
+                return COAP_RESPONSE_OK;
+        }
+        rsp.code = COAP_RESPONSE_CLASS(code) * 100 + (code & 0x1f);
+        if (option_uint(received, COAP_OPTION_CONTENT_FORMAT, &value))
+                rsp.content_format = (int) value;
+        observing = option_uint(received, COAP_OPTION_OBSERVE, &seq);
+        o->max_age = OBSERVE_DEFAULT_AGE;
+        option_uint(received, COAP_OPTION_MAXAGE, &o->max_age);
+        o->heard_at = now;
+        o->awaiting = false;
+        rsp.body = (uint8_t *) data;    /* borrowed for the callback */
+        rsp.body_len = len;
+
+        if (rsp.code / 100 != 2) {
+                coap_transfer_describe(&rsp, text, sizeof text);
+                if (rsp.code / 100 == 5) {
+                        /* a server error, maybe 5.03 with Max-Age (RFC 7252 §5.9.3.4) */
+                        unsigned wait = rsp.code == 503 && o->max_age > o->backoff_s ? o->max_age : o->backoff_s;
+                        info(t, "%s; registering again in %u s", text, wait);
+                        observe_schedule(t, wait);
+                        o->backoff_s = o->backoff_s * 2 > o->retry_max_s ? o->retry_max_s : o->backoff_s * 2;
+                } else if (o->registrations > 0 || rsp.code == 404) {
+                        /* it served us before (maybe restarting), or 4.04: some
+                         * servers answer so until a first announcement exists */
+                        observe_lost(t, text);
+                } else {
+                        /* RFC 9482 §2.6: 4.xx means no announcements here */
+                        set_error(t, "%s", text);
+                        o->fatal = true;
+                }
+                return COAP_RESPONSE_OK;
+        }
+        if (!registration && observing) {
+                if (!observe_fresh(o, seq, now)) {
+                        debug(t, "ignoring a reordered notification (Observe %u after %u)", seq, o->seq);
+                        return COAP_RESPONSE_OK;
+                }
+        }
+        if (observing) {
+                o->have_seq = true;
+                o->seq = seq;
+                o->seq_at = now;
+        }
+        if (registration) {
+                o->registrations++;
+                if (observing) {
+                        debug(t, "registered as an observer (Observe %u, Max-Age %u)", seq, o->max_age);
+                        o->registered = true;
+                        o->registered_at = now;
+                        o->backoff_s = 1;
+                } else {
+                        info(t, "the server answered without the Observe option (not added as an "
+                             "observer); registering again in %u s", o->backoff_s);
+                }
+        } else if (!observing) {
+                info(t, "a notification without the Observe option: the server ended the observation; "
+                     "registering again in %u s", o->backoff_s);
+        }
+        debug(t, "%s %d.%02d, %zu bytes%s", registration ? "registration answer" : "notification",
+              rsp.code / 100, rsp.code % 100, len, observing ? "" : " (no Observe)");
+        if (o->cb(o->cb_arg, &rsp, observing, registration) != 0)
+                o->stop = true;
+        if (!observing && !o->stop) {
+                unsigned delay = o->backoff_s;
+                observe_schedule(t, delay);
+                o->backoff_s = delay * 2 > o->retry_max_s ? o->retry_max_s : delay * 2;
+        }
+        return COAP_RESPONSE_OK;
+}
+
+static int observe_register(struct coap_transfer *t) {
+        struct observation *o = &t->obs;
+        coap_pdu_t *pdu;
+
+        pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, coap_new_message_id(t->session),
+                            coap_session_max_pdu_size(t->session));
+        if (!pdu || !coap_add_token(pdu, o->token_len, o->token)) {
+                coap_delete_pdu(pdu);
+                set_error(t, "cannot build the CoAP request for %s", t->uri);
+                return -1;
+        }
+        /* RFC 7641 §3.3.1: re-registration uses the same token */
+        add_options(t, pdu, -1, false, 0, COAP_OBSERVE_ESTABLISH);
+        o->need_register = false;
+        o->awaiting = true;
+        o->registered = false;
+        o->heard_at = now_ms();
+        if (coap_send(t->session, pdu) == COAP_INVALID_MID) {
+                o->awaiting = false;
+                observe_lost(t, "cannot send the registration");
+                return 0;
+        }
+        debug(t, "GET with Observe sent to %s", t->uri);
+        return 0;
+}
+
+/* RFC 7641 §3.6: tell the server we are gone (best effort, up to 2 s) */
+static void observe_cancel(struct coap_transfer *t) {
+        coap_binary_t token = { t->obs.token_len, t->obs.token };
+        uint64_t until = now_ms() + 2000u;
+
+        if (!t->obs.registered)
+                return;
+        t->obs.stop = true;
+        if (!coap_cancel_observe(t->session, &token, COAP_MESSAGE_CON)) {
+                debug(t, "libcoap could not cancel the observation");
+                return;
+        }
+        while (now_ms() < until && !t->obs.cancel_answered)
+                coap_io_process(t->ctx, 100);
+        debug(t, "observation cancelled");
+}
+
+int coap_transfer_observe(struct coap_transfer *t, const struct coap_observe_params *p,
+                          coap_transfer_notify_fn cb, void *arg) {
+        struct observation *o = &t->obs;
+        int r = 1;
+
+        t->error[0] = '\0';
+        *o = (struct observation) {
+                .active = true, .need_register = true, .retry_at = 0, .backoff_s = 1,
+                .reregister_s = p->reregister_s, .retry_max_s = p->retry_max_s ? p->retry_max_s : 60,
+                .cb = cb, .cb_arg = arg, .max_age = OBSERVE_DEFAULT_AGE,
+        };
+        coap_session_new_token(t->session, &o->token_len, o->token);
+        for (;;) {
+                uint64_t now = now_ms(), wake = now + WAIT_SLICE_MS;
+
+                if (o->stop) {
+                        r = 0;
+                        break;
+                }
+                if (o->fatal) {
+                        r = -1;
+                        break;
+                }
+                if (t->deadline_ms && now >= t->deadline_ms)
+                        break;
+                if (o->need_register && now >= o->retry_at) {
+                        if (observe_register(t) < 0) {
+                                r = -1;
+                                break;
+                        }
+                } else if (o->awaiting && now >= o->heard_at + 1000u * 95u) {
+                        /* > EXCHANGE_LIFETIME without any answer or NACK */
+                        observe_lost(t, "no answer to the registration");
+                } else if (o->registered && o->reregister_s &&
+                           now >= o->registered_at + 1000u * (uint64_t) o->reregister_s) {
+                        /* RFC 9482 §2.6: an EE SHOULD periodically re-register */
+                        info(t, "registering again (every %u s)", o->reregister_s);
+                        observe_schedule(t, 0);
+                } else if (o->registered &&
+                           now >= o->heard_at + 1000u * ((uint64_t) o->max_age + OBSERVE_GRACE_S)) {
+                        /* RFC 7641 §3.3.1: the representation is no longer fresh */
+                        info(t, "nothing heard for %u s (Max-Age %u); registering again",
+                             o->max_age + OBSERVE_GRACE_S, o->max_age);
+                        observe_schedule(t, 0);
+                }
+                if (o->need_register && o->retry_at < wake)
+                        wake = o->retry_at > now ? o->retry_at : now;
+                if (t->deadline_ms && t->deadline_ms < wake)
+                        wake = t->deadline_ms;
+                if (coap_io_process(t->ctx, (uint32_t) (wake > now ? wake - now : 0) + 1) < 0) {
+                        set_error(t, "libcoap I/O processing failed");
+                        r = -1;
+                        break;
+                }
+        }
+        observe_cancel(t);
+        o->active = false;
+        return r;
 }

@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,29 @@ void coap_transfer_describe(const struct coap_transfer_response *rsp, char *buf,
 
 /* OSSL_CMP_transfer_cb_t; transfer_cb_arg must be a struct coap_transfer. */
 OSSL_CMP_MSG *coap_transfer_cmp_cb(OSSL_CMP_CTX *ctx, const OSSL_CMP_MSG *req);
+
+/* Observe (RFC 7641) the URI's resource, e.g. RFC 9482 §2.6's /ann.
+ * cb gets every 2.xx answer to a registration (registration = true) and
+ * every fresh notification; rsp->body is only valid during the call;
+ * observing tells whether it carried the Observe option. cb returns 0 to go
+ * on, anything else to stop. Registers again (same token) when the server
+ * answers without Observe, ends the observation, a block-wise notification
+ * fails, a NACK/RST arrives, nothing is heard past Max-Age (+10 s), and
+ * every reregister_s seconds (0: never); failures back off 1, 2, 4 ... up
+ * to retry_max_s (0: 60). A 4.xx answer to the first registration is
+ * fatal, except 4.04 (no announcement yet, at some servers); 5.xx is
+ * retried (5.03 after its Max-Age). On the way out an established observation is
+ * cancelled (GET with Observe 1).
+ * Returns 0 when cb asked to stop, 1 when the overall timeout passed, -1 on
+ * a fatal error (coap_transfer_error()). */
+typedef int (*coap_transfer_notify_fn)(void *arg, const struct coap_transfer_response *rsp,
+                                       bool observing, bool registration);
+struct coap_observe_params {
+        unsigned reregister_s;
+        unsigned retry_max_s;
+};
+int coap_transfer_observe(struct coap_transfer *t, const struct coap_observe_params *p,
+                          coap_transfer_notify_fn cb, void *arg);
 
 /* The last failure, one line without program name; "" when none. */
 const char *coap_transfer_error(const struct coap_transfer *t);

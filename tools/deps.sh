@@ -10,8 +10,11 @@ build=(meson ninja-build gcc pkg-config libcoap3-dev libcurl4-openssl-dev
 # run time and tests: coap-client-openssl, openssl cmp (the mock CA),
 # dbus-daemon, python3 (test fixtures), clang (fuzzing),
 # systemd (systemd-analyze verify of the unit), iproute2 + util-linux
-# (ip, unshare: the multicast test runs in a network namespace of its own)
-runtime=(libcoap3-bin openssl dbus python3 clang systemd iproute2 util-linux sqlite3)
+# (ip, unshare: the multicast test runs in a network namespace of its own),
+# python3-pyasn1-modules + python3-cryptography (tests/announce/mkann.py
+# makes the announcement messages OpenSSL 3.0 cannot make)
+runtime=(libcoap3-bin openssl dbus python3 clang systemd iproute2 util-linux sqlite3
+         python3-pyasn1-modules python3-cryptography)
 pkgs=("${build[@]}" "${runtime[@]}")
 
 if [[ ${1:-} == --list ]]; then
