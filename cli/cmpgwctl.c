@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -72,8 +73,8 @@ static void usage(FILE *f) {
                 "  stats                  request and upstream counters\n"
                 "  reload                 re-read the configuration file\n"
                 "  monitor                print the gateway's signals as they arrive\n"
-                "  announcements          list announcements (not supported yet)\n"
-                "  announce FILE          publish an announcement (not supported yet)\n"
+                "  announcements          the latest announcements and the cached CRLs\n"
+                "  announce FILE          publish an announcement PKIMessage (DER or PEM)\n"
                 "\n"
                 "Options:\n"
                 "      --json             JSON output (devices: an array; others: one object;\n"
@@ -677,6 +678,10 @@ static const struct {
         { "DeviceRevoked", { "id", "subject", "serial", "reason" } },
         { "DeviceRenewalDue", { "id", "subject", "serial", "renew_at" } },
         { "TransactionFailed", { "transaction_id", "peer", "body", "reason" } },
+        { "CrlUpdated", { "issuer", "crl_number", "this_update", "next_update", "der" } },
+        { "CertificateRevoked", { "issuer", "serial", "reason", "revocation_date" } },
+        { "CaKeyUpdated", { "subject", "new_cert_der" } },
+        { "CaCertificateAnnounced", { "subject", "serial", "der" } },
 };
 
 static const char *arg_name(const char *member, size_t i, char *buf, size_t size) {
@@ -781,6 +786,189 @@ static int cmd_monitor(sd_bus *bus) {
         if (r != EXIT_OK)
                 err("disconnected from the %s bus", bus_label());
         return r == EXIT_OK ? EXIT_OK : EXIT_FAILED;
+}
+
+/* announcements */
+
+static const char *const ann_columns[][2] = {
+        { "kind", "KIND" }, { "received", "RECEIVED" }, { "size", "SIZE" }, { "issuer", "ISSUER" },
+        { "crl_number", "CRL NUMBER" }, { "this_update", "THIS UPDATE" }, { "next_update", "NEXT UPDATE" },
+        { "revoked_count", "REVOKED" }, { "sha256", "SHA256" },
+};
+
+static int cmd_announcements(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(json_putp) struct json_object *list = json_object_new_array();
+        struct table t = { .n_cols = sizeof ann_columns / sizeof ann_columns[0] };
+        int r;
+
+        if (!list)
+                return EXIT_FAILED;
+        r = call(bus, "GetAnnouncements", &reply, NULL);
+        if (r < 0)
+                return -r;
+        r = sd_bus_message_enter_container(reply, 'a', "a{sv}");
+        while (r >= 0) {
+                struct json_object *o = NULL;
+
+                r = sd_bus_message_at_end(reply, false);
+                if (r != 0)
+                        break;
+                r = read_json_dict(reply, &o);
+                if (r >= 0)
+                        json_object_array_add(list, o);
+        }
+        if (r < 0)
+                return -bad_reply("GetAnnouncements", r);
+        if (arg_json) {
+                print_json(list);
+                return EXIT_OK;
+        }
+        if (json_object_array_length(list) == 0) {
+                printf("No announcement has been published.\n");
+                return EXIT_OK;
+        }
+        for (size_t c = 0; c < t.n_cols; c++)
+                if (table_add(&t, ann_columns[c][1]) < 0)
+                        goto oom;
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *o = json_object_array_get_idx(list, i);
+                for (size_t c = 0; c < t.n_cols; c++) {
+                        const char *v = field(o, ann_columns[c][0]);
+                        char shortened[20];
+
+                        if (strcmp(ann_columns[c][0], "sha256") == 0 && strlen(v) > 16) {
+                                snprintf(shortened, sizeof shortened, "%.16s", v);
+                                v = shortened;
+                        }
+                        if (table_add(&t, *v ? v : "-") < 0)
+                                goto oom;
+                }
+        }
+        table_print(&t);
+        table_free(&t);
+        return EXIT_OK;
+oom:
+        table_free(&t);
+        err("out of memory");
+        return EXIT_FAILED;
+}
+
+/* DER, or PEM ("-----BEGIN ...-----", any label): the first PEM block */
+static int read_announcement(const char *path, uint8_t **ret, size_t *ret_len) {
+        FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+        uint8_t *buf = NULL;
+        size_t len = 0, size = 0;
+
+        if (!f) {
+                err("cannot open %s: %s", path, strerror(errno));
+                return -1;
+        }
+        for (;;) {
+                size_t n;
+                if (len == size) {
+                        uint8_t *b = size < (16u << 20) ? realloc(buf, size ? 2 * size : 4096) : NULL;
+                        if (!b) {
+                                err("%s: too large (more than 16 MiB) or out of memory", path);
+                                goto fail;
+                        }
+                        buf = b;
+                        size = size ? 2 * size : 4096;
+                }
+                n = fread(buf + len, 1, size - len, f);
+                len += n;
+                if (n == 0)
+                        break;
+        }
+        if (ferror(f)) {
+                err("cannot read %s: %s", path, strerror(errno));
+                goto fail;
+        }
+        if (f != stdin)
+                fclose(f);
+        f = NULL;
+        if (!buf || len == 0) {
+                err("%s is empty", path);
+                goto fail;
+        }
+        if (len >= 11 && memmem(buf, len, "-----BEGIN ", 11)) {
+                const char *begin = memmem(buf, len, "-----BEGIN ", 11), *body, *end;
+                EVP_ENCODE_CTX *ctx;
+                uint8_t *der;
+                int n1 = 0, n2 = 0;
+
+                body = memchr(begin, '\n', len - (size_t) (begin - (const char *) buf));
+                end = body ? memmem(body, len - (size_t) (body - (const char *) buf), "-----END ", 9) : NULL;
+                if (!end) {
+                        err("%s: PEM without an END line", path);
+                        goto fail;
+                }
+                der = malloc((size_t) (end - body));
+                ctx = EVP_ENCODE_CTX_new();
+                if (!der || !ctx) {
+                        free(der);
+                        EVP_ENCODE_CTX_free(ctx);
+                        err("out of memory");
+                        goto fail;
+                }
+                EVP_DecodeInit(ctx);
+                if (EVP_DecodeUpdate(ctx, der, &n1, (const unsigned char *) body, (int) (end - body)) < 0 ||
+                    EVP_DecodeFinal(ctx, der + n1, &n2) < 0 || n1 + n2 == 0) {
+                        EVP_ENCODE_CTX_free(ctx);
+                        free(der);
+                        err("%s: the PEM block is not valid base64", path);
+                        goto fail;
+                }
+                EVP_ENCODE_CTX_free(ctx);
+                free(buf);
+                buf = der;
+                len = (size_t) (n1 + n2);
+        }
+        if (len == 0) {
+                err("%s is empty", path);
+                goto fail;
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+fail:
+        if (f && f != stdin)
+                fclose(f);
+        free(buf);
+        return -1;
+}
+
+static int cmd_announce(sd_bus *bus, const char *path) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        uint8_t *der;
+        size_t len;
+        int r;
+
+        if (read_announcement(path, &der, &len) < 0)
+                return EXIT_FAILED;
+        r = sd_bus_message_new_method_call(bus, &m, GW_BUS_NAME, GW_PATH, GW_INTERFACE, "PublishAnnouncement");
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', der, len);
+        free(der);
+        if (r < 0) {
+                err("cannot build the PublishAnnouncement call: %s", strerror(-r));
+                return EXIT_FAILED;
+        }
+        r = sd_bus_call(bus, m, 0, &e, &reply);
+        if (r < 0) {
+                /* refused by the daemon: exit 1 with its reason */
+                if (sd_bus_error_has_name(&e, GW_ERROR_INVALID_ARGUMENT)) {
+                        err("%s", e.message ? e.message : "announcement refused");
+                        return EXIT_FAILED;
+                }
+                return call_failed("PublishAnnouncement", &e, r);
+        }
+        if (!arg_json)
+                printf("Published %s (%zu bytes).\n", path, len);
+        else
+                printf("{ \"published\": true, \"size\": %zu }\n", len);
+        return EXIT_OK;
 }
 
 /* ------------------------------------------------------------ main */
@@ -941,10 +1129,6 @@ int main(int argc, char **argv) {
                 err("%s: empty ID (expected a numeric id or a subject)", cmd);
                 return EXIT_USAGE;
         }
-        if (strcmp(cmd, "announcements") == 0 || strcmp(cmd, "announce") == 0) {
-                err("announcements are not supported by this cmpgwd version");
-                return EXIT_FAILED;
-        }
 
         r = connect_bus(&bus);
         if (r < 0)
@@ -961,5 +1145,9 @@ int main(int argc, char **argv) {
                 return cmd_stats(bus);
         if (strcmp(cmd, "reload") == 0)
                 return cmd_simple(bus, "Reload", NULL);
+        if (strcmp(cmd, "announcements") == 0)
+                return cmd_announcements(bus);
+        if (strcmp(cmd, "announce") == 0)
+                return cmd_announce(bus, args[0]);
         return cmd_monitor(bus);
 }

@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "announce.h"
 #include "cmp_path.h"
 #include "coap_status.h"
 #include "log.h"
@@ -61,6 +62,12 @@ struct coap_server {
         const struct cmpgw_listen *dtls_listen; /* while starting: the listener that set them */
         const struct cmpgw_config *dtls_config; /* the config they were read from */
         uint8_t dtls_dummy_key[32];
+
+        /* ann observers (RFC 7641), as far as we know them; see "announcements" */
+        LIST_HEAD(struct ann_observer, observers);
+        unsigned n_observers;
+        bool ann_observable;                    /* libcoap registers new observers */
+        sd_event_source *ann_keepalive;         /* the periodic Confirmable notification */
 };
 
 /* libcoap 4.3.1 has no application data on a context; cmpgwd runs one. */
@@ -1066,12 +1073,236 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
         answer_error(response, 405, -1, "CMP resources take POST (RFC 9482, section 2.3)");
 }
 
+/* ---- announcements (RFC 9482 §2.6, RFC 7641) --------------------------
+ *
+ * GET .../ann answers 2.05 with the latest announcement of any kind (DER,
+ * Content-Format 259, block-wise when large, an ETag from its SHA-256, and
+ * Max-Age ANN_MAX_AGE), or, before any announcement was published, 2.05 with
+ * no payload and no Content-Format: the server supports announcements
+ * (§2.6: then it MUST answer 2.xx), there is just nothing yet, and the
+ * observer stays registered for the first one. Every label's ann serves the
+ * same store (labels route requests to upstreams; announcements are
+ * gateway-wide for now).
+ *
+ * The ann resources are observable; notifications are Confirmable
+ * (COAP_RESOURCE_FLAGS_NOTIFY_CON), and every ANN_KEEPALIVE_SEC all
+ * observers get the current representation again as a Confirmable
+ * notification, so that observers that are gone are dropped by libcoap (RFC
+ * 7641 §4.5: at least every 24 h).
+ *
+ * Limits: libcoap 4.3.1 has no public way to refuse one observer (it adds
+ * the observer before our handler runs, and only an error answer removes
+ * it). So:
+ *   - announcements.max_observers: while that many are registered the ann
+ *     resources are made not observable, so a GET with Observe gets 2.05
+ *     without the Observe option (§2.6 allows it); notifications switch it
+ *     on for the moment they are sent.
+ *   - announcements.max_observers_per_peer (per IP address) is only
+ *     reported for now: libcoap 4.3.1 registers an observer before our
+ *     handler runs and cannot drop a single one, and ending it with an
+ *     error notification crashed under test.
+ * Our own list of observers follows libcoap's: registrations, Observe
+ * deregistrations, failed or reset Confirmable notifications (the NACK
+ * handler), sessions that end. */
+
+static void schedule_timer(struct coap_server *s);
+
+#define ANN_KEEPALIVE_SEC (12 * 3600)
+#define ANN_MAX_AGE 86400
+
+struct ann_observer {
+        LIST_FIELDS(struct ann_observer, observers);
+        coap_session_t *session;        /* compared, never dereferenced */
+        coap_resource_t *resource;
+        uint8_t token[8];
+        size_t token_len;
+        char addr[64];                  /* the peer's IP address */
+};
+
+static const char ann_marker[] = "ann";
+
+static bool is_ann_resource(coap_resource_t *r) {
+        return r && coap_resource_get_userdata(r) == (void *) ann_marker;
+}
+
+static void peer_address(coap_session_t *session, char *buf, size_t size) {
+        const coap_address_t *a = coap_session_get_addr_remote(session);
+
+        if (!a || getnameinfo(&a->addr.sa, a->size, buf, (socklen_t) size, NULL, 0, NI_NUMERICHOST) != 0)
+                snprintf(buf, size, "?");
+}
+
+static struct ann_observer *observer_find(struct coap_server *s, coap_session_t *session,
+                                          const uint8_t *token, size_t token_len) {
+        struct ann_observer *o;
+
+        for (o = s->observers; o; o = o->observers_next)
+                if (o->session == session && o->token_len == token_len &&
+                    memcmp(o->token, token, token_len) == 0)
+                        return o;
+        return NULL;
+}
+
+static unsigned observers_of_peer(struct coap_server *s, const char *addr) {
+        struct ann_observer *o;
+        unsigned n = 0;
+
+        for (o = s->observers; o; o = o->observers_next)
+                n += strcmp(o->addr, addr) == 0;
+        return n;
+}
+
+static void observer_free(struct coap_server *s, struct ann_observer *o) {
+        LIST_REMOVE(observers, s->observers, o);
+        s->n_observers--;
+        free(o);
+}
+
+static void ann_set_observable(struct coap_server *s, bool on) {
+        for (size_t i = 0; i < s->n_base_resources; i++)
+                if (is_ann_resource(s->base_resources[i]))
+                        coap_resource_set_get_observable(s->base_resources[i], on);
+        for (size_t i = 0; i < s->n_label_resources; i++)
+                if (is_ann_resource(s->label_resources[i]))
+                        coap_resource_set_get_observable(s->label_resources[i], on);
+}
+
+/* observable while under announcements.max_observers */
+static void ann_update_observable(struct coap_server *s) {
+        bool on = s->n_observers < s->manager->config->ann_max_observers;
+
+        if (on != s->ann_observable) {
+                if (!on)
+                        log_info("announcements: %u observers, the limit (announcements.max_observers): "
+                                 "new ones are answered without Observe", s->n_observers);
+                ann_set_observable(s, on);
+                s->ann_observable = on;
+        }
+}
+
+static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t *resource,
+                                         coap_session_t *session, coap_bin_const_t token) {
+        struct ann_observer *o = calloc(1, sizeof *o);
+
+        if (!o)
+                return NULL;
+        o->session = session;
+        o->resource = resource;
+        o->token_len = token.length < sizeof o->token ? token.length : sizeof o->token;
+        memcpy(o->token, token.s, o->token_len);
+        peer_address(session, o->addr, sizeof o->addr);
+        LIST_PREPEND(observers, s->observers, o);
+        s->n_observers++;
+        return o;
+}
+
+static void observers_drop_session(struct coap_server *s, coap_session_t *session) {
+        struct ann_observer *o, *n;
+
+        LIST_FOREACH_SAFE(observers, o, n, s->observers)
+                if (o->session == session)
+                        observer_free(s, o);
+        ann_update_observable(s);
+}
+
+static void observers_drop_resources(struct coap_server *s, coap_resource_t *const *res, size_t n_res) {
+        struct ann_observer *o, *n;
+
+        LIST_FOREACH_SAFE(observers, o, n, s->observers)
+                for (size_t i = 0; i < n_res; i++)
+                        if (o->resource == res[i]) {
+                                observer_free(s, o);
+                                break;
+                        }
+}
+
+/* a Confirmable notification failed or was reset: libcoap drops the observer */
+static void nack_handler(coap_session_t *session, const coap_pdu_t *sent,
+                         const coap_nack_reason_t reason, const coap_mid_t mid) {
+        struct coap_server *s = server_of(session);
+        coap_bin_const_t token;
+        struct ann_observer *o;
+
+        if (!s || !sent || (reason != COAP_NACK_TOO_MANY_RETRIES && reason != COAP_NACK_RST))
+                return;
+        token = coap_pdu_get_token(sent);
+        o = observer_find(s, session, token.s, token.length);
+        if (!o)
+                return;
+        log_debug("announcements: observer %s gone (%s)", o->addr,
+                  reason == COAP_NACK_RST ? "reset" : "no acknowledgement");
+        observer_free(s, o);
+        ann_update_observable(s);
+}
+
+static uint64_t etag_of(const struct announce_blob *b) {
+        uint64_t e = 0;
+
+        for (int i = 0; i < 16 && b->sha256[i]; i++) {
+                char c = b->sha256[i];
+                e = (e << 4) | (uint64_t) (c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+        return e ? e : 1;
+}
+
+static void release_blob(coap_session_t *session, void *app_ptr) {
+        announce_blob_unref(app_ptr);
+}
+
+static void ann_answer_content(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
+                               const coap_pdu_t *request, const coap_string_t *query, coap_pdu_t *response) {
+        struct announce_blob *b = announce_latest(s->manager->announce);
+
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
+        if (!b) {
+                add_uint_option(response, COAP_OPTION_MAXAGE, ANN_MAX_AGE);
+                return;
+        }
+        announce_blob_ref(b);
+        if (!coap_add_data_large_response(resource, session, request, response, query, CT_PKIXCMP,
+                                          ANN_MAX_AGE, etag_of(b), b->len, b->data, release_blob, b)) {
+                announce_blob_unref(b);
+                answer_error(response, 500, -1, "cannot send the announcement");
+        }
+}
+
 static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const coap_string_t *query,
                            coap_pdu_t *response) {
+        struct coap_server *s = server_of(session);
+        bool notification = coap_pdu_get_type(response) == COAP_MESSAGE_CON;
+        coap_bin_const_t token = coap_pdu_get_token(request);
+        coap_opt_iterator_t it;
+        coap_opt_t *obs;
+        struct ann_observer *o;
+        int observe = -1;
+
         if (is_multicast(session))
                 return drop(response);
-        answer_error(response, 404, -1, "no announcement has been published");
+        obs = coap_check_option(request, COAP_OPTION_OBSERVE, &it);
+        if (obs)
+                observe = (int) coap_decode_var_bytes(coap_opt_value(obs), coap_opt_length(obs));
+        o = observer_find(s, session, token.s, token.length);
+        if (observe == COAP_OBSERVE_CANCEL && o && !notification) {
+                observer_free(s, o);
+                ann_update_observable(s);
+                o = NULL;
+        } else if (observe == COAP_OBSERVE_ESTABLISH && is_ann_resource(resource) &&
+                   (notification || s->ann_observable)) {
+                /* libcoap holds an observer for this token: ours too */
+                if (!o && (o = observer_add(s, resource, session, token))) {
+                        unsigned limit = s->manager->config->ann_max_observers_per_peer;
+                        /* libcoap 4.3.1 registers the observer before this handler
+                         * runs and cannot drop one; ending it with an error
+                         * notification proved unsafe (a crash), so the per-peer
+                         * limit is only reported until that is solved. */
+                        if (!notification && observers_of_peer(s, o->addr) > limit)
+                                log_warning("announcements: %s observes more than %u times "
+                                            "(announcements.max_observers_per_peer)", o->addr, limit);
+                        ann_update_observable(s);
+                }
+        }
+        ann_answer_content(s, resource, session, request, query, response);
 }
 
 static void handle_ann_other(coap_resource_t *resource, coap_session_t *session,
@@ -1080,6 +1311,43 @@ static void handle_ann_other(coap_resource_t *resource, coap_session_t *session,
         if (is_multicast(session))
                 return drop(response);
         answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
+}
+
+/* Notify every observer of every ann resource: a new announcement, or the
+ * periodic Confirmable one. libcoap sends them from coap_io_prepare_epoll(). */
+static void ann_notify(struct coap_server *s) {
+        if (!s->ann_observable)
+                ann_set_observable(s, true);    /* notifications need it */
+        for (size_t i = 0; i < s->n_base_resources; i++)
+                if (is_ann_resource(s->base_resources[i]))
+                        coap_resource_notify_observers(s->base_resources[i], NULL);
+        for (size_t i = 0; i < s->n_label_resources; i++)
+                if (is_ann_resource(s->label_resources[i]))
+                        coap_resource_notify_observers(s->label_resources[i], NULL);
+        schedule_timer(s);
+        if (!s->ann_observable)
+                ann_set_observable(s, false);
+}
+
+void coap_server_announcement(struct coap_server *s) {
+        if (!s)
+                return;
+        log_debug("announcements: notifying %u observers", s->n_observers);
+        ann_notify(s);
+}
+
+unsigned coap_server_ann_observers(const struct coap_server *s) {
+        return s ? s->n_observers : 0;
+}
+
+static int on_ann_keepalive(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct coap_server *s = userdata;
+
+        if (s->n_observers > 0)
+                ann_notify(s);
+        sd_event_source_set_time_relative(src, ANN_KEEPALIVE_SEC * 1000000ULL);
+        sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        return 0;
 }
 
 /* Every path no resource is registered for: unconfigured labels (a default
@@ -1179,7 +1447,8 @@ static int add_core_resource(struct coap_server *s) {
 
 static coap_resource_t *add_cmp_resource(struct coap_server *s, const char *uri_path, bool ann) {
         coap_resource_t *res = coap_resource_init(coap_new_str_const((const uint8_t *) uri_path, strlen(uri_path)),
-                                                  COAP_RESOURCE_FLAGS_RELEASE_URI);
+                                                  COAP_RESOURCE_FLAGS_RELEASE_URI |
+                                                  (ann ? COAP_RESOURCE_FLAGS_NOTIFY_CON : 0));
 
         if (!res)
                 return NULL;
@@ -1193,8 +1462,12 @@ static coap_resource_t *add_cmp_resource(struct coap_server *s, const char *uri_
         }
         /* RFC 9482 §2.2: the link carries ct for application/pkixcmp */
         coap_add_attr(res, coap_make_str_const("ct"), coap_make_str_const("259"), 0);
-        if (ann)
+        if (ann) {
                 coap_add_attr(res, coap_make_str_const("obs"), NULL, 0);
+                /* RFC 7641; observable while under announcements.max_observers */
+                coap_resource_set_userdata(res, (void *) ann_marker);
+                coap_resource_set_get_observable(res, s->ann_observable);
+        }
         coap_add_resource(s->ctx, res);
         return res;
 }
@@ -1229,6 +1502,7 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
                 s->dtls_config = c;
         }
 
+        observers_drop_resources(s, s->label_resources, s->n_label_resources);
         for (size_t i = 0; i < s->n_label_resources; i++)
                 coap_delete_resource(s->ctx, s->label_resources[i]);
         free(s->label_resources);
@@ -1241,6 +1515,7 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
                         if (r < 0)
                                 return r;
                 }
+        ann_update_observable(s);
         return 0;
 }
 
@@ -1365,6 +1640,7 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
                 if (t->session == session)
                         transfer_free(s, t);
+        observers_drop_session(s, session);
         return 0;
 }
 
@@ -1434,6 +1710,8 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
          * without this libcoap answers multicast discovery itself */
         coap_mcast_per_resource(s->ctx);
         coap_register_event_handler(s->ctx, event_handler);
+        coap_register_nack_handler(s->ctx, nack_handler);
+        s->ann_observable = c->ann_max_observers > 0;
         s->dtls_config = c;
         for (size_t i = 0; i < c->n_listen; i++)
                 if ((r = add_endpoint(s, &c->listen[i], i)) < 0)
@@ -1458,8 +1736,11 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         if ((r = sd_event_add_io(m->event, &s->io, fd, EPOLLIN, on_io, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->timer, CLOCK_MONOTONIC, 1000000, 0, on_timer, s)) < 0 ||
             (r = sd_event_add_defer(m->event, &s->defer, on_defer, s)) < 0 ||
-            (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0)
+            (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->ann_keepalive, CLOCK_MONOTONIC,
+                                            ANN_KEEPALIVE_SEC * 1000000ULL, 0, on_ann_keepalive, s)) < 0)
                 goto fail;
+        sd_event_source_set_description(s->ann_keepalive, "coap-ann-keepalive");
         sd_event_source_set_enabled(s->defer, SD_EVENT_OFF);
         sd_event_source_set_enabled(s->gc, SD_EVENT_ON);
         sd_event_source_set_description(s->io, "coap-io");
@@ -1483,6 +1764,9 @@ struct coap_server *coap_server_free(struct coap_server *s) {
                 transfer_free(s, t);
         LIST_FOREACH_SAFE(kept, k, kn, s->kept)
                 kept_free(s, k);
+        while (s->observers)
+                observer_free(s, s->observers);
+        sd_event_source_disable_unref(s->ann_keepalive);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         sd_event_source_disable_unref(s->defer);

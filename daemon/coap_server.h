@@ -21,3 +21,9 @@ void coap_server_answer(struct coap_server *s, struct request *r);
 void coap_server_release_request(struct coap_server *s, struct request *r);
 
 unsigned coap_server_pending_transfers(const struct coap_server *s);
+
+/* A new announcement is the latest: notify the observers of every ann
+ * resource (RFC 7641). */
+void coap_server_announcement(struct coap_server *s);
+/* ann observers registered now */
+unsigned coap_server_ann_observers(const struct coap_server *s);

@@ -20,6 +20,9 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "announce.h"
+#include "cmp_ann.h"
+#include "coap_server.h"
 #include "log.h"
 #include "manager.h"
 #include "upstream_http.h"
@@ -451,6 +454,80 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+static int method_publish_announcement(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        const void *der = NULL;
+        size_t len = 0;
+        char *why = NULL;
+        int r;
+
+        r = sd_bus_message_read_array(msg, 'y', &der, &len);
+        if (r < 0)
+                return r;
+        if (!d->manager->announce)
+                return sd_bus_error_setf(error, GW_ERROR_FAILED, "the announcement store is not open (see cmpgwd's log)");
+        if (len == 0)
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "empty announcement (expected a DER PKIMessage)");
+        r = announce_publish(d->manager->announce, der, len, (int64_t) time(NULL), &why);
+        if (r < 0) {
+                log_info("announcement from %s refused: %s", strempty(sd_bus_message_get_sender(msg)),
+                         why ? why : strerror(-r));
+                r = sd_bus_error_setf(error, r == -EIO || r == -ENOMEM ? GW_ERROR_FAILED : GW_ERROR_INVALID_ARGUMENT,
+                                      "announcement refused: %s", why ? why : strerror(-r));
+                free(why);
+                return r;
+        }
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* aa{sv}: the latest announcement of each kind, then each cached CRL */
+static int method_get_announcements(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        struct dbus_api *d = userdata;
+        struct announce *a = d->manager->announce;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        for (int kind = CMP_ANN_CKUANN; r >= 0 && kind <= CMP_ANN_CRLANN; kind++) {
+                const struct announce_blob *b = announce_latest_of(a, kind);
+                char t[32];
+
+                if (!b)
+                        continue;
+                r = sd_bus_message_append(reply, "a{sv}", 6,
+                        "kind", "s", cmp_ann_kind_name(kind),
+                        "received", "s", announce_time_string(b->received, t),
+                        "sha256", "s", b->sha256,
+                        "size", "t", (uint64_t) b->len,
+                        "sequence", "t", b->seq,
+                        "latest", "b", (int) (b == announce_latest(a)));
+        }
+        for (size_t i = 0; r >= 0 && i < announce_n_crls(a); i++) {
+                struct announce_crl_info c;
+                char t1[32], t2[32], t3[32];
+
+                announce_crl_info(a, i, &c);
+                r = sd_bus_message_append(reply, "a{sv}", 9,
+                        "kind", "s", "crl",
+                        "received", "s", announce_time_string(c.received, t1),
+                        "sha256", "s", c.sha256,
+                        "size", "t", (uint64_t) c.size,
+                        "issuer", "s", c.issuer,
+                        "crl_number", "s", c.crl_number,
+                        "this_update", "s", announce_time_string(c.this_update, t2),
+                        "next_update", "s", announce_time_string(c.next_update, t3),
+                        "revoked_count", "t", (uint64_t) c.revoked_count);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        return r;
+}
+
 static const sd_bus_vtable gateway_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -480,6 +557,14 @@ static const sd_bus_vtable gateway_vtable[] = {
                                  "a{sv}", SD_BUS_PARAM(statistics),
                                  method_get_statistics, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("PublishAnnouncement",
+                                 "ay", SD_BUS_PARAM(der),
+                                 "", ,
+                                 method_publish_announcement, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetAnnouncements",
+                                 "", ,
+                                 "aa{sv}", SD_BUS_PARAM(announcements),
+                                 method_get_announcements, SD_BUS_VTABLE_UNPRIVILEGED),
 
         SD_BUS_SIGNAL_WITH_NAMES("DeviceEnrolled", "tsss",
                                  SD_BUS_PARAM(id) SD_BUS_PARAM(subject) SD_BUS_PARAM(serial)
@@ -496,6 +581,16 @@ static const sd_bus_vtable gateway_vtable[] = {
         SD_BUS_SIGNAL_WITH_NAMES("TransactionFailed", "ssss",
                                  SD_BUS_PARAM(transaction_id) SD_BUS_PARAM(peer) SD_BUS_PARAM(body)
                                  SD_BUS_PARAM(reason), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("CrlUpdated", "ssssay",
+                                 SD_BUS_PARAM(issuer) SD_BUS_PARAM(crl_number) SD_BUS_PARAM(this_update)
+                                 SD_BUS_PARAM(next_update) SD_BUS_PARAM(der), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("CertificateRevoked", "ssis",
+                                 SD_BUS_PARAM(issuer) SD_BUS_PARAM(serial) SD_BUS_PARAM(reason)
+                                 SD_BUS_PARAM(revocation_date), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("CaKeyUpdated", "say",
+                                 SD_BUS_PARAM(subject) SD_BUS_PARAM(new_cert_der), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("CaCertificateAnnounced", "ssay",
+                                 SD_BUS_PARAM(subject) SD_BUS_PARAM(serial) SD_BUS_PARAM(der), 0),
         SD_BUS_VTABLE_END
 };
 
@@ -559,6 +654,47 @@ void dbus_api_emit_transaction_failed(struct dbus_api *d, const char *transactio
                 return;
         emit(d, "TransactionFailed", "ssss", strempty(transaction_id), strempty(peer),
              strempty(body), strempty(reason));
+}
+
+/* STRINGS string arguments, then DER as "ay" */
+static void emit_with_bytes(struct dbus_api *d, const char *member, const char *const *strings, size_t n,
+                            const uint8_t *der, size_t der_len) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        if (!d || sd_bus_is_open(d->bus) <= 0)
+                return;
+        r = sd_bus_message_new_signal(d->bus, &msg, GW_PATH, GW_INTERFACE, member);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append_basic(msg, 's', strempty(strings[i]));
+        if (r >= 0)
+                r = sd_bus_message_append_array(msg, 'y', der ? der : (const uint8_t *) "", der ? der_len : 0);
+        if (r >= 0)
+                r = sd_bus_send(d->bus, msg, NULL);
+        if (r < 0)
+                log_warning("D-Bus: cannot emit signal %s: %s", member, strerror(-r));
+}
+
+void dbus_api_emit_crl_updated(struct dbus_api *d, const struct announce_event *ev) {
+        const char *s[] = { ev->issuer, ev->crl_number, ev->this_update, ev->next_update };
+
+        emit_with_bytes(d, "CrlUpdated", s, 4, ev->der, ev->der_len);
+}
+
+void dbus_api_emit_certificate_revoked(struct dbus_api *d, const struct announce_event *ev) {
+        if (!d)
+                return;
+        emit(d, "CertificateRevoked", "ssis", strempty(ev->issuer), strempty(ev->serial),
+             (int32_t) ev->reason, strempty(ev->revocation_date));
+}
+
+void dbus_api_emit_ca_announcement(struct dbus_api *d, const struct announce_event *ev) {
+        const char *s[] = { ev->subject, ev->serial };
+
+        if (ev->type == ANN_EV_CA_KEY_UPDATED)
+                emit_with_bytes(d, "CaKeyUpdated", s, 1, ev->der, ev->der_len);
+        else
+                emit_with_bytes(d, "CaCertificateAnnounced", s, 2, ev->der, ev->der_len);
 }
 
 /* ------------------------------------------------------------ set-up */

@@ -3,6 +3,7 @@
  * The interface is dbus/org.cmpgw.Gateway1.xml. */
 #pragma once
 
+#include "announce.h"
 #include "config.h"
 #include "registry.h"
 
@@ -19,3 +20,9 @@ void dbus_api_emit_transaction_failed(struct dbus_api *d, const char *transactio
                                       const char *peer, const char *body, const char *reason);
 /* DeviceCount / TransactionsInFlight changed (coalesced per loop iteration). */
 void dbus_api_properties_changed(struct dbus_api *d);
+
+/* Announcements (issue 4): CrlUpdated, CertificateRevoked, CaKeyUpdated,
+ * CaCertificateAnnounced. */
+void dbus_api_emit_crl_updated(struct dbus_api *d, const struct announce_event *ev);
+void dbus_api_emit_certificate_revoked(struct dbus_api *d, const struct announce_event *ev);
+void dbus_api_emit_ca_announcement(struct dbus_api *d, const struct announce_event *ev);

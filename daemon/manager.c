@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libgen.h>
+
 #include <systemd/sd-daemon.h>
 
+#include "announce.h"
 #include "coap_server.h"
 #include "dbus_api.h"
 #include "log.h"
@@ -96,6 +99,16 @@ int manager_reload(Manager *m, char **ret_err) {
                 notify_status(m);
                 return r;
         }
+        if (m->announce && (r = announce_set_trusted(m->announce, c->ann_trusted, &err)) < 0) {
+                log_error("reload failed, keeping the running configuration: announcements.trusted: %s",
+                          err ? err : strerror(-r));
+                if (ret_err && asprintf(ret_err, "announcements.trusted: %s", err ? err : strerror(-r)) < 0)
+                        *ret_err = NULL;
+                free(err);
+                config_free(c);
+                sd_notify(false, "READY=1");
+                return r;
+        }
         if (c->n_listen != m->config->n_listen)
                 log_warning("reload: listener changes take effect only after a restart");
         else
@@ -148,6 +161,53 @@ static void on_registry_event(const struct registry_event *ev, void *userdata) {
                  ev->subject ? ev->subject : "", serial ? " serial " : "", serial ? ev->serial : "",
                  detail ? ": " : "", detail ? ev->detail : "");
         dbus_api_emit_registry_event(((Manager *) userdata)->dbus, ev);
+}
+
+static void on_announce_event(const struct announce_event *ev, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        switch (ev->type) {
+        case ANN_EV_PUBLISHED:
+                coap_server_announcement(m->coap);
+                break;
+        case ANN_EV_CRL_UPDATED:
+                log_info("announcements: CRL of %s updated: CRL number %s, thisUpdate %s", ev->issuer,
+                         *ev->crl_number ? ev->crl_number : "none", ev->this_update);
+                dbus_api_emit_crl_updated(m->dbus, ev);
+                break;
+        case ANN_EV_CERT_REVOKED:
+                log_info("announcements: %s serial %s revoked (reason %d)", ev->issuer, ev->serial, ev->reason);
+                dbus_api_emit_certificate_revoked(m->dbus, ev);
+                r = m->registry ? registry_revoke(m->registry, ev->issuer, ev->serial, ev->reason,
+                                                  (uint64_t) (ev->revoked_at > 0 ? ev->revoked_at : time(NULL))) : 0;
+                if (r < 0)
+                        log_warning("registry: cannot record the revocation of %s serial %s: %s",
+                                    ev->issuer, ev->serial, strerror(-r));
+                else if (r > 0)
+                        manager_registry_changed(m);
+                break;
+        case ANN_EV_CA_KEY_UPDATED:
+        case ANN_EV_CA_CERT:
+                dbus_api_emit_ca_announcement(m->dbus, ev);
+                break;
+        }
+}
+
+static int manager_open_announce(Manager *m) {
+        char *dir = strdup(m->config->registry_path), *why = NULL;
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        r = announce_new(dirname(dir), m->config->ann_trusted, &m->announce, &why);
+        if (r < 0)
+                log_error("cannot open the announcement store in %s: %s", dir, why ? why : strerror(-r));
+        else
+                announce_set_event_handler(m->announce, on_announce_event, m);
+        free(why);
+        free(dir);
+        return r;
 }
 
 /* One timer on the earliest renewal or expiry (an index lookup, never a scan). */
@@ -243,6 +303,9 @@ int manager_start(Manager *m) {
         r = manager_open_registry(m);
         if (r < 0)
                 return r;
+        r = manager_open_announce(m);
+        if (r < 0)
+                return r;
 
         r = upstream_http_new(m->event, &m->stats, m->config->max_message_size, &m->http);
         if (r < 0)
@@ -283,6 +346,7 @@ Manager *manager_free(Manager *m) {
         m->coap_client = upstream_coap_free(m->coap_client);
         sd_event_source_disable_unref(m->renew_timer);
         m->registry = registry_close(m->registry);
+        m->announce = announce_free(m->announce);
         sd_event_source_disable_unref(m->sig_term);
         sd_event_source_disable_unref(m->sig_int);
         sd_event_source_disable_unref(m->sig_hup);

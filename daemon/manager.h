@@ -15,6 +15,7 @@ struct upstream_http;
 struct upstream_coap;
 struct registry;
 struct dbus_api;
+struct announce;
 
 struct gw_stats {
         uint64_t requests;              /* complete CMP requests received */
@@ -37,6 +38,7 @@ struct Manager {
         struct upstream_coap *coap_client;      /* coap:// upstreams */
         struct registry *registry;
         struct dbus_api *dbus;          /* NULL with "dbus": {"bus": "none"} */
+        struct announce *announce;      /* the announcement store and CRL cache */
         sd_event_source *renew_timer;   /* the earliest renewal or expiry */
         uint64_t started_usec;          /* CLOCK_MONOTONIC */
 

@@ -1412,3 +1412,62 @@ uint64_t registry_count(struct registry *r) {
         }
         return n;
 }
+
+/* ---- revocations learnt from announcements ---- */
+
+int registry_revoke(struct registry *r, const char *issuer, const char *serial, int reason, uint64_t when) {
+        sqlite3_stmt *s;
+        int64_t cert_id = 0, device_id = 0, cur_cert = 0;
+        char *subject = NULL, *state = NULL;
+        int k, changed = 0;
+
+        k = begin(r);
+        if (k < 0)
+                return k;
+        s = st(r, ST_CERT_BY_ISSUER_SERIAL);
+        bind_text(s, 1, issuer);
+        bind_text(s, 2, serial);
+        k = row(r, s);
+        if (k > 0) {
+                cert_id = sqlite3_column_int64(s, 0);
+                device_id = sqlite3_column_int64(s, 1);
+        }
+        done(s);
+        if (k <= 0)
+                goto out;
+        s = st(r, ST_DEV_FACTS);
+        sqlite3_bind_int64(s, 1, device_id);
+        k = row(r, s);
+        if (k > 0) {
+                subject = col_strdup(s, 0);
+                state = col_strdup(s, 1);
+                cur_cert = sqlite3_column_int64(s, 7);
+        }
+        done(s);
+        if (k < 0)
+                goto out;
+        s = st(r, ST_CERT_REVOKE);
+        sqlite3_bind_int64(s, 1, cert_id);
+        sqlite3_bind_int64(s, 2, (int64_t) when);
+        if (reason >= 0)
+                sqlite3_bind_int(s, 3, reason);
+        k = run(r, s);
+        /* the device is revoked when its current certificate is */
+        if (k >= 0 && cur_cert == cert_id && state && strcmp(state, "revoked") != 0) {
+                s = st(r, ST_DEV_REVOKE);
+                sqlite3_bind_int64(s, 1, device_id);
+                sqlite3_bind_int64(s, 2, (int64_t) when);
+                if (reason >= 0)
+                        sqlite3_bind_int(s, 3, reason);
+                k = run(r, s);
+                if (k >= 0)
+                        k = queue_event(r, REG_EV_REVOKED, device_id, subject, serial, NULL, 0, 0, reason,
+                                        NULL, NULL, NULL);
+                changed = 1;
+        }
+out:
+        free(subject);
+        free(state);
+        k = end(r, k < 0 ? k : 0);
+        return k < 0 ? k : changed;
+}

@@ -81,3 +81,11 @@ int registry_list(struct registry *r, const char *state, uint64_t offset, uint32
 int registry_get(struct registry *r, const char *id, struct json_object **device);   /* -ENOENT */
 int registry_forget(struct registry *r, const char *id);                            /* -ENOENT */
 uint64_t registry_count(struct registry *r);
+
+/* A certificate was revoked elsewhere (a CRL or RANN, issue 4): the
+ * certificate (issuer RFC 2253, serial hex) is marked revoked, and the
+ * device whose current certificate it is becomes revoked, with a
+ * REG_EV_REVOKED event through the event handler. 1 when a device became
+ * revoked, 0 when the certificate is unknown or its device was already
+ * revoked or has moved on to another certificate, negative errno on error. */
+int registry_revoke(struct registry *r, const char *issuer, const char *serial, int reason, uint64_t when);

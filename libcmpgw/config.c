@@ -487,16 +487,28 @@ static int parse_dbus(struct parser *p, struct json_object *o, struct cmpgw_conf
 }
 
 static int parse_announcements(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
-        static const char *const keys[] = { "trusted", NULL };
+        static const char *const keys[] = { "trusted", "max_observers", "max_observers_per_peer", NULL };
         struct json_object *v;
+        uint64_t n;
         int r;
 
         if (!json_object_is_type(o, json_type_object))
                 return fail(p, "announcements", "expected an object like {\"trusted\": \"/etc/cmpgw/ann-trust.pem\"}");
         if ((r = check_keys(p, "announcements", o, keys)) < 0)
                 return r;
-        if (json_object_object_get_ex(o, "trusted", &v))
-                return get_string(p, "announcements.trusted", v, &c->ann_trusted);
+        if (json_object_object_get_ex(o, "trusted", &v) &&
+            (r = get_string(p, "announcements.trusted", v, &c->ann_trusted)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "max_observers", &v)) {
+                if ((r = get_uint(p, "announcements.max_observers", v, 0, 1000000, &n)) < 0)
+                        return r;
+                c->ann_max_observers = (uint32_t) n;
+        }
+        if (json_object_object_get_ex(o, "max_observers_per_peer", &v)) {
+                if ((r = get_uint(p, "announcements.max_observers_per_peer", v, 0, 1000000, &n)) < 0)
+                        return r;
+                c->ann_max_observers_per_peer = (uint32_t) n;
+        }
         return 0;
 }
 
@@ -567,6 +579,8 @@ static struct cmpgw_config *config_new_defaults(void) {
         c->unavailable_max_age = 30;
         c->bus = BUS_SYSTEM;
         c->renew_share = 2.0 / 3.0;
+        c->ann_max_observers = 10000;
+        c->ann_max_observers_per_peer = 4;
         c->registry_path = strdup(CMPGW_DEFAULT_REGISTRY);
         if (!c->registry_path) {
                 free(c);

@@ -72,6 +72,8 @@ struct cmpgw_config {
         uint64_t renew_before_sec;      /* "registry": {"renew_before"} seconds; default 0 (off) */
         enum cmpgw_bus bus;             /* "dbus": {"bus"} */
         char *ann_trusted;              /* "announcements": {"trusted"} */
+        uint32_t ann_max_observers;     /* "announcements": {"max_observers"}, default 10000 */
+        uint32_t ann_max_observers_per_peer;    /* {"max_observers_per_peer"}, per address, default 4 */
         uint64_t watchdog_usec;         /* not configured: from $WATCHDOG_USEC */
 };
 

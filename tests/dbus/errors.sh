@@ -79,11 +79,14 @@ expect_rc u5 2
 ctl u6 --bogus-option status
 expect_rc u6 2
 ctl ann announcements
-expect_rc ann 1
-expect_contains "$(cat "$T/ann.err")" "not supported by this cmpgwd version" "announcements"
+expect_rc ann 0
+expect_contains "$(cat "$T/ann.out")" "No announcement has been published" "announcements before any"
 ctl ann2 announce "$T/gw.json"
 expect_rc ann2 1
-expect_contains "$(cat "$T/ann2.err")" "not supported by this cmpgwd version" "announce"
+expect_contains "$(cat "$T/ann2.err")" "announcement refused" "announce of a file that is no PKIMessage"
+ctl ann3 announce "$T/no-such-file.der"
+expect_rc ann3 1
+expect_contains "$(cat "$T/ann3.err")" "cannot open" "announce of a missing file"
 
 step "reload refuses an invalid configuration and says why"
 cp "$T/gw.json" "$T/gw.json.good"

@@ -170,7 +170,7 @@ check non-ir-genm 1 2 4.00
 check non-put     1 2 4.05
 check non-cf0     1 2 4.15
 check non-unknown 1 2 4.04
-check non-ann     1 2 4.04
+check non-ann     1 2 2.05
 check uni-first   2 1 2.04
 check uni-first   3 1 2.04
 check replay      2 1 2.04

@@ -70,6 +70,19 @@ static void test_minimal(void) {
         config_free(c);
 }
 
+static void test_announcement_limits(void) {
+        struct cmpgw_config *c = load_ok(
+                "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}], \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],"
+                " \"announcements\":{\"max_observers\":0,\"max_observers_per_peer\":1}}");
+
+        if (!c)
+                return;
+        CHECK_INT(c->ann_max_observers, 0);
+        CHECK_INT(c->ann_max_observers_per_peer, 1);
+        CHECK(c->ann_trusted == NULL);
+        config_free(c);
+}
+
 static void test_defaults_and_options(void) {
         struct cmpgw_config *c = load_ok(
                 "{\"listen\":[{\"uri\":\"coap://[::1]\"},{\"uri\":\"coap://0.0.0.0:7000/\"}],"
@@ -91,6 +104,8 @@ static void test_defaults_and_options(void) {
         CHECK_INT(c->unavailable_max_age, 7);
         CHECK_INT(c->bus, BUS_NONE);
         CHECK_STR(c->ann_trusted, "/etc/t.pem");
+        CHECK_INT(c->ann_max_observers, 10000);         /* defaults */
+        CHECK_INT(c->ann_max_observers_per_peer, 4);
         CHECK_STR(c->registry_path, "/tmp/r.db");
         CHECK(c->renew_share == 0.5);
         CHECK_INT(c->renew_before_sec, 86400);
@@ -269,6 +284,7 @@ static void test_coaps(void) {
 int main(void) {
         test_minimal();
         test_defaults_and_options();
+        test_announcement_limits();
         test_no_default_route();
         test_errors();
         test_host_route();
