@@ -32,6 +32,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "cmp_asn1.h"
+#include "cmp_msg.h"
 #include "coap_transfer.h"
 
 #ifndef CMPGW_VERSION
@@ -1319,72 +1321,6 @@ out:
 
 /* ---- observe: announcements (RFC 9482 §2.6) ---------------------------- */
 
-/* What OpenSSL 3.0 keeps private in announcement bodies (RFC 4210 §5.3.13-16),
- * read with asn1t.h templates like libcmpgw/cmp_content.c does. */
-typedef struct {
-        X509 *old_with_new, *new_with_old, *new_with_new;
-} CC_CKUANN;
-
-ASN1_SEQUENCE(CC_CKUANN) = {
-        ASN1_SIMPLE(CC_CKUANN, old_with_new, X509),
-        ASN1_SIMPLE(CC_CKUANN, new_with_old, X509),
-        ASN1_SIMPLE(CC_CKUANN, new_with_new, X509),
-} static_ASN1_SEQUENCE_END(CC_CKUANN)
-
-typedef struct {
-        ASN1_INTEGER *status;
-        OSSL_CRMF_CERTID *cert_id;
-        ASN1_GENERALIZEDTIME *will_be_revoked_at;
-        ASN1_GENERALIZEDTIME *bad_since_date;
-        STACK_OF(X509_EXTENSION) *crl_details;
-} CC_RANN;
-
-ASN1_SEQUENCE(CC_RANN) = {
-        ASN1_SIMPLE(CC_RANN, status, ASN1_INTEGER),
-        ASN1_SIMPLE(CC_RANN, cert_id, OSSL_CRMF_CERTID),
-        ASN1_SIMPLE(CC_RANN, will_be_revoked_at, ASN1_GENERALIZEDTIME),
-        ASN1_SIMPLE(CC_RANN, bad_since_date, ASN1_GENERALIZEDTIME),
-        ASN1_SEQUENCE_OF_OPT(CC_RANN, crl_details, X509_EXTENSION),
-} static_ASN1_SEQUENCE_END(CC_RANN)
-
-/* PKIBody restricted to the announcements: any other body fails to decode
- * here (it was named by OSSL_CMP_MSG_get_bodytype() already). */
-typedef struct {
-        int type;
-        union {
-                CC_CKUANN *ckuann;
-                X509 *cann;
-                CC_RANN *rann;
-                STACK_OF(X509_CRL) *crlann;
-        } value;
-} CC_ANN_BODY;
-
-ASN1_CHOICE(CC_ANN_BODY) = {
-        ASN1_EXP(CC_ANN_BODY, value.ckuann, CC_CKUANN, 15),
-        ASN1_EXP(CC_ANN_BODY, value.cann, X509, 16),
-        ASN1_EXP(CC_ANN_BODY, value.rann, CC_RANN, 17),
-        ASN1_EXP_SEQUENCE_OF(CC_ANN_BODY, value.crlann, X509_CRL, 18),
-} static_ASN1_CHOICE_END(CC_ANN_BODY)
-
-typedef struct {
-        ASN1_TYPE *header;
-        CC_ANN_BODY *body;
-        ASN1_BIT_STRING *protection;
-        STACK_OF(ASN1_TYPE) *extra_certs;
-} CC_ANN_MSG;
-
-ASN1_SEQUENCE(CC_ANN_MSG) = {
-        ASN1_SIMPLE(CC_ANN_MSG, header, ASN1_ANY),
-        ASN1_SIMPLE(CC_ANN_MSG, body, CC_ANN_BODY),
-        ASN1_EXP_OPT(CC_ANN_MSG, protection, ASN1_BIT_STRING, 0),
-        ASN1_EXP_OPT(CC_ANN_MSG, extra_certs, ASN1_SEQUENCE_ANY, 1),
-} static_ASN1_SEQUENCE_END(CC_ANN_MSG)
-
-static const char *const body_names[] = {
-        "ir", "ip", "cr", "cp", "p10cr", "popdecc", "popdecr", "kur", "kup", "krr", "krp",
-        "rr", "rp", "ccr", "ccp", "ckuann", "cann", "rann", "crlann", "pkiconf", "nested",
-        "genm", "genp", "error", "certConf", "pollReq", "pollRep",
-};
 
 static const char *const crl_reasons[] = {
         "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
@@ -1449,7 +1385,7 @@ static void print_crl_facts(X509_CRL *crl) {
         ASN1_INTEGER_free(number);
 }
 
-static void print_rann_facts(const CC_RANN *r) {
+static void print_rann_facts(const CMPGW_RANN *r) {
         const X509_NAME *issuer = OSSL_CRMF_CERTID_get0_issuer(r->cert_id);    /* its directoryName */
         int reason = -1;
 
@@ -1474,28 +1410,32 @@ static void print_rann_facts(const CC_RANN *r) {
         putchar('\n');
 }
 
+static bool is_announcement(int body) {
+        return body >= CMP_BODY_CKUANN && body <= CMP_BODY_CRLANN;    /* RFC 4210 §5.1.2: [15]..[18] */
+}
+
 /* The key facts of an announcement body, one indented line each. */
 static void print_ann_facts(const uint8_t *der, size_t len) {
         const unsigned char *p = der;
-        CC_ANN_MSG *m = (CC_ANN_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CC_ANN_MSG));
+        CMPGW_MSG *m = (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
 
         if (!m || p != der + len) {
                 printf("  (contents not decoded)\n");
                 goto out;
         }
-        switch (m->body->type) {
-        case 0:
+        switch (m->body->type) {       /* the selector is the PKIBody tag */
+        case CMP_BODY_CKUANN:
                 print_cert_facts("ckuann oldWithNew", m->body->value.ckuann->old_with_new);
                 print_cert_facts("ckuann newWithOld", m->body->value.ckuann->new_with_old);
                 print_cert_facts("ckuann newWithNew", m->body->value.ckuann->new_with_new);
                 break;
-        case 1:
+        case CMP_BODY_CANN:
                 print_cert_facts("cann", m->body->value.cann);
                 break;
-        case 2:
+        case CMP_BODY_RANN:
                 print_rann_facts(m->body->value.rann);
                 break;
-        case 3:
+        case CMP_BODY_CRLANN:
                 for (int i = 0; i < sk_X509_CRL_num(m->body->value.crlann); i++)
                         print_crl_facts(sk_X509_CRL_value(m->body->value.crlann, i));
                 break;
@@ -1503,7 +1443,7 @@ static void print_ann_facts(const uint8_t *der, size_t len) {
                 break;
         }
 out:
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CC_ANN_MSG));
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
         ERR_clear_error();
 }
 
@@ -1565,9 +1505,9 @@ static int on_announcement(void *arg, const struct coap_transfer_response *rsp, 
                         rsp->content_format, CT_APPLICATION_PKIXCMP);
         printf("announcement %u: %s, %zu bytes, sha256 %s%s\n", st->received,
                type < 0 ? "not a PKIMessage" :
-               type < (int) (sizeof body_names / sizeof body_names[0]) ? body_names[type] : "unknown body",
-               rsp->body_len, hex, type >= 15 && type <= 18 ? "" : type < 0 ? "" : " (not an announcement)");
-        if (type >= 15 && type <= 18)
+               type < _CMP_BODY_MAX ? cmp_body_name(type) : "unknown body",
+               rsp->body_len, hex, is_announcement(type) ? "" : type < 0 ? "" : " (not an announcement)");
+        if (is_announcement(type))
                 print_ann_facts(rsp->body, rsp->body_len);
         fflush(stdout);
         if (a->out_dir && write_ann(a->out_dir, st->received, rsp->body, rsp->body_len) < 0) {

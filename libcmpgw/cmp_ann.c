@@ -1,10 +1,8 @@
 /* cmp_ann.c -- CMP announcement PKIMessages: parse, validate, build
  *
- * See cmp_ann.h. The templates below follow RFC 4210 Appendix F (EXPLICIT
- * TAGS) and reuse OpenSSL's public items (X509, X509_CRL, X509_ALGOR,
- * GENERAL_NAME, OSSL_CRMF_CERTID, X509_EXTENSION); what we never look at is
- * ASN1_ANY / ASN1_SEQUENCE_ANY. They encode as well as decode, which is how
- * cmp_ann_build() makes a message OpenSSL 3.0 has no public way to make. */
+ * See cmp_ann.h. The templates of cmp_asn1.h encode as well as decode,
+ * which is how cmp_ann_build() makes a message OpenSSL 3.0 has no public
+ * way to make. */
 #include "cmp_ann.h"
 
 #include <errno.h>
@@ -23,143 +21,8 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "cmp_asn1.h"
 #include "cmp_content.h"
-
-/* ---- templates ---- */
-
-/* PKIHeader (RFC 4210 §5.1.1); freeText and generalInfo are not looked at */
-typedef struct {
-        ASN1_INTEGER *pvno;
-        GENERAL_NAME *sender;
-        GENERAL_NAME *recipient;
-        ASN1_GENERALIZEDTIME *message_time;
-        X509_ALGOR *protection_alg;
-        ASN1_OCTET_STRING *sender_kid;
-        ASN1_OCTET_STRING *recip_kid;
-        ASN1_OCTET_STRING *transaction_id;
-        ASN1_OCTET_STRING *sender_nonce;
-        ASN1_OCTET_STRING *recip_nonce;
-        STACK_OF(ASN1_TYPE) *free_text;
-        STACK_OF(ASN1_TYPE) *general_info;
-} CA_HEADER;
-
-ASN1_SEQUENCE(CA_HEADER) = {
-        ASN1_SIMPLE(CA_HEADER, pvno, ASN1_INTEGER),
-        ASN1_SIMPLE(CA_HEADER, sender, GENERAL_NAME),
-        ASN1_SIMPLE(CA_HEADER, recipient, GENERAL_NAME),
-        ASN1_EXP_OPT(CA_HEADER, message_time, ASN1_GENERALIZEDTIME, 0),
-        ASN1_EXP_OPT(CA_HEADER, protection_alg, X509_ALGOR, 1),
-        ASN1_EXP_OPT(CA_HEADER, sender_kid, ASN1_OCTET_STRING, 2),
-        ASN1_EXP_OPT(CA_HEADER, recip_kid, ASN1_OCTET_STRING, 3),
-        ASN1_EXP_OPT(CA_HEADER, transaction_id, ASN1_OCTET_STRING, 4),
-        ASN1_EXP_OPT(CA_HEADER, sender_nonce, ASN1_OCTET_STRING, 5),
-        ASN1_EXP_OPT(CA_HEADER, recip_nonce, ASN1_OCTET_STRING, 6),
-        ASN1_EXP_OPT(CA_HEADER, free_text, ASN1_SEQUENCE_ANY, 7),
-        ASN1_EXP_OPT(CA_HEADER, general_info, ASN1_SEQUENCE_ANY, 8),
-} static_ASN1_SEQUENCE_END(CA_HEADER)
-
-/* CAKeyUpdAnnContent ::= SEQUENCE { oldWithNew, newWithOld, newWithNew
- *      CMPCertificate } (RFC 4210 §5.3.13; CMPCertificate is a Certificate) */
-typedef struct {
-        X509 *old_with_new;
-        X509 *new_with_old;
-        X509 *new_with_new;
-} CA_CKUANN;
-
-ASN1_SEQUENCE(CA_CKUANN) = {
-        ASN1_SIMPLE(CA_CKUANN, old_with_new, X509),
-        ASN1_SIMPLE(CA_CKUANN, new_with_old, X509),
-        ASN1_SIMPLE(CA_CKUANN, new_with_new, X509),
-} static_ASN1_SEQUENCE_END(CA_CKUANN)
-
-/* RevAnnContent ::= SEQUENCE { status PKIStatus, certId CertId,
- *      willBeRevokedAt GeneralizedTime, badSinceDate GeneralizedTime,
- *      crlDetails Extensions OPTIONAL } (RFC 4210 §5.3.15) */
-typedef struct {
-        ASN1_INTEGER *status;
-        OSSL_CRMF_CERTID *cert_id;
-        ASN1_GENERALIZEDTIME *will_be_revoked_at;
-        ASN1_GENERALIZEDTIME *bad_since_date;
-        STACK_OF(X509_EXTENSION) *crl_details;
-} CA_RANN;
-
-ASN1_SEQUENCE(CA_RANN) = {
-        ASN1_SIMPLE(CA_RANN, status, ASN1_INTEGER),
-        ASN1_SIMPLE(CA_RANN, cert_id, OSSL_CRMF_CERTID),
-        ASN1_SIMPLE(CA_RANN, will_be_revoked_at, ASN1_GENERALIZEDTIME),
-        ASN1_SIMPLE(CA_RANN, bad_since_date, ASN1_GENERALIZEDTIME),
-        ASN1_SEQUENCE_OF_OPT(CA_RANN, crl_details, X509_EXTENSION),
-} static_ASN1_SEQUENCE_END(CA_RANN)
-
-/* PKIBody ::= CHOICE (RFC 4210 §5.1.2): the selector is the index in the
- * template array, so all 27 alternatives are listed in tag order. */
-typedef struct {
-        int type;
-        union {
-                CA_CKUANN *ckuann;
-                X509 *cann;
-                CA_RANN *rann;
-                STACK_OF(X509_CRL) *crlann;
-                ASN1_TYPE *other;
-        } value;
-} CA_BODY;
-
-ASN1_CHOICE(CA_BODY) = {
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 0),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 1),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 2),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 3),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 4),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 5),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 6),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 7),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 8),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 9),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 10),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 11),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 12),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 13),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 14),
-        ASN1_EXP(CA_BODY, value.ckuann, CA_CKUANN, 15),                 /* ckuann */
-        ASN1_EXP(CA_BODY, value.cann, X509, 16),                        /* cann */
-        ASN1_EXP(CA_BODY, value.rann, CA_RANN, 17),                     /* rann */
-        ASN1_EXP_SEQUENCE_OF(CA_BODY, value.crlann, X509_CRL, 18),      /* crlann */
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 19),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 20),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 21),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 22),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 23),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 24),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 25),
-        ASN1_EXP(CA_BODY, value.other, ASN1_ANY, 26),
-} static_ASN1_CHOICE_END(CA_BODY)
-
-/* PKIMessage ::= SEQUENCE { header, body, protection [0] PKIProtection
- *      OPTIONAL, extraCerts [1] SEQUENCE OF CMPCertificate OPTIONAL } */
-typedef struct {
-        CA_HEADER *header;
-        CA_BODY *body;
-        ASN1_BIT_STRING *protection;
-        STACK_OF(X509) *extra_certs;
-} CA_MSG;
-
-ASN1_SEQUENCE(CA_MSG) = {
-        ASN1_SIMPLE(CA_MSG, header, CA_HEADER),
-        ASN1_SIMPLE(CA_MSG, body, CA_BODY),
-        ASN1_EXP_OPT(CA_MSG, protection, ASN1_BIT_STRING, 0),
-        ASN1_EXP_SEQUENCE_OF_OPT(CA_MSG, extra_certs, X509, 1),
-} static_ASN1_SEQUENCE_END(CA_MSG)
-
-/* ProtectedPart ::= SEQUENCE { header PKIHeader, body PKIBody } (§5.1.3) */
-typedef struct {
-        CA_HEADER *header;
-        CA_BODY *body;
-} CA_PROTECTED;
-
-ASN1_SEQUENCE(CA_PROTECTED) = {
-        ASN1_SIMPLE(CA_PROTECTED, header, CA_HEADER),
-        ASN1_SIMPLE(CA_PROTECTED, body, CA_BODY),
-} static_ASN1_SEQUENCE_END(CA_PROTECTED)
 
 /* ---- small helpers ---- */
 
@@ -384,7 +247,7 @@ static int take_cert(struct cmp_ann *a, X509 *x) {
         return 0;
 }
 
-static int take_body(struct cmp_ann *a, const CA_BODY *b, const char **why) {
+static int take_body(struct cmp_ann *a, const CMPGW_BODY *b, const char **why) {
         switch (b->type) {
         case CMP_ANN_CKUANN:
                 a->old_with_new = ref(b->value.ckuann->old_with_new);
@@ -398,7 +261,7 @@ static int take_body(struct cmp_ann *a, const CA_BODY *b, const char **why) {
                         return -ENOMEM;
                 return take_cert(a, a->cert);
         case CMP_ANN_RANN: {
-                const CA_RANN *r = b->value.rann;
+                const CMPGW_RANN *r = b->value.rann;
                 const X509_NAME *issuer = OSSL_CRMF_CERTID_get0_issuer(r->cert_id);
                 long st = ASN1_INTEGER_get(r->status);
 
@@ -451,7 +314,7 @@ static int take_body(struct cmp_ann *a, const CA_BODY *b, const char **why) {
 int cmp_ann_parse(const uint8_t *der, size_t len, struct cmp_ann **ret, const char **why) {
         const unsigned char *p = der;
         OSSL_CMP_MSG *msg;
-        CA_MSG *m = NULL;
+        CMPGW_MSG *m = NULL;
         struct cmp_ann *a = NULL;
         int body, k = -EBADMSG;
 
@@ -471,7 +334,7 @@ int cmp_ann_parse(const uint8_t *der, size_t len, struct cmp_ann **ret, const ch
                 goto out;
         }
         p = der;
-        m = (CA_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CA_MSG));
+        m = (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
         if (!m || (size_t) (p - der) != len || m->body->type != body) {
                 *why = "the announcement body does not decode (RFC 4210, section 5.3.13-16)";
                 goto out;
@@ -515,7 +378,7 @@ out:
                         *why = "malformed announcement";
                 a = cmp_ann_free(a);
         }
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CA_MSG));
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
         OSSL_CMP_MSG_free(msg);
         ERR_clear_error();
         if (k >= 0)
@@ -718,15 +581,15 @@ static X509_ALGOR *signature_alg(EVP_PKEY *key, const EVP_MD **md) {
         return alg;
 }
 
-static CA_BODY *build_body(const struct cmp_ann_spec *s) {
-        CA_BODY *b = (CA_BODY *) ASN1_item_new(ASN1_ITEM_rptr(CA_BODY));
+static CMPGW_BODY *build_body(const struct cmp_ann_spec *s) {
+        CMPGW_BODY *b = (CMPGW_BODY *) ASN1_item_new(ASN1_ITEM_rptr(CMPGW_BODY));
 
         if (!b)
                 return NULL;
         b->type = s->kind;
         switch (s->kind) {
         case CMP_ANN_CKUANN:
-                b->value.ckuann = (CA_CKUANN *) ASN1_item_new(ASN1_ITEM_rptr(CA_CKUANN));
+                b->value.ckuann = (CMPGW_CKUANN *) ASN1_item_new(ASN1_ITEM_rptr(CMPGW_CKUANN));
                 if (!b->value.ckuann)
                         goto fail;
                 X509_free(b->value.ckuann->old_with_new);
@@ -743,11 +606,11 @@ static CA_BODY *build_body(const struct cmp_ann_spec *s) {
                         goto fail;
                 return b;
         case CMP_ANN_RANN: {
-                CA_RANN *r;
+                CMPGW_RANN *r;
 
                 if (!s->rann)
                         goto fail;
-                r = b->value.rann = (CA_RANN *) ASN1_item_new(ASN1_ITEM_rptr(CA_RANN));
+                r = b->value.rann = (CMPGW_RANN *) ASN1_item_new(ASN1_ITEM_rptr(CMPGW_RANN));
                 if (!r || !ASN1_INTEGER_set(r->status, s->rann->status))
                         goto fail;
                 OSSL_CRMF_CERTID_free(r->cert_id);
@@ -782,12 +645,12 @@ static CA_BODY *build_body(const struct cmp_ann_spec *s) {
                 goto fail;
         }
 fail:
-        ASN1_item_free((ASN1_VALUE *) b, ASN1_ITEM_rptr(CA_BODY));
+        ASN1_item_free((ASN1_VALUE *) b, ASN1_ITEM_rptr(CMPGW_BODY));
         return NULL;
 }
 
-static CA_HEADER *build_header(X509 *signer, X509_ALGOR *alg) {
-        CA_HEADER *h = (CA_HEADER *) ASN1_item_new(ASN1_ITEM_rptr(CA_HEADER));
+static CMPGW_HEADER *build_header(X509 *signer, X509_ALGOR *alg) {
+        CMPGW_HEADER *h = (CMPGW_HEADER *) ASN1_item_new(ASN1_ITEM_rptr(CMPGW_HEADER));
         const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(signer);
         X509_NAME *sender, *null_dn;
 
@@ -812,18 +675,18 @@ static CA_HEADER *build_header(X509 *signer, X509_ALGOR *alg) {
                 goto fail;
         return h;
 fail:
-        ASN1_item_free((ASN1_VALUE *) h, ASN1_ITEM_rptr(CA_HEADER));
+        ASN1_item_free((ASN1_VALUE *) h, ASN1_ITEM_rptr(CMPGW_HEADER));
         return NULL;
 }
 
 int cmp_ann_build(const struct cmp_ann_spec *spec, X509 *signer, EVP_PKEY *key,
                   STACK_OF(X509) *chain, uint8_t **der, size_t *len) {
-        CA_MSG *m = (CA_MSG *) ASN1_item_new(ASN1_ITEM_rptr(CA_MSG));
+        CMPGW_MSG *m = (CMPGW_MSG *) ASN1_item_new(ASN1_ITEM_rptr(CMPGW_MSG));
         EVP_MD_CTX *mctx = EVP_MD_CTX_new();
         unsigned char *tbs = NULL, *sig = NULL, *out = NULL;
         const EVP_MD *md = NULL;
         X509_ALGOR *alg;
-        CA_PROTECTED pp;
+        CMPGW_PROTECTED pp;
         size_t siglen = 0;
         int n, k = -ENOMEM;
 
@@ -837,8 +700,8 @@ int cmp_ann_build(const struct cmp_ann_spec *spec, X509 *signer, EVP_PKEY *key,
                 k = -EINVAL;
                 goto out;
         }
-        ASN1_item_free((ASN1_VALUE *) m->header, ASN1_ITEM_rptr(CA_HEADER));
-        ASN1_item_free((ASN1_VALUE *) m->body, ASN1_ITEM_rptr(CA_BODY));
+        ASN1_item_free((ASN1_VALUE *) m->header, ASN1_ITEM_rptr(CMPGW_HEADER));
+        ASN1_item_free((ASN1_VALUE *) m->body, ASN1_ITEM_rptr(CMPGW_BODY));
         m->header = build_header(signer, alg);
         if (!m->header)
                 X509_ALGOR_free(alg);
@@ -848,8 +711,8 @@ int cmp_ann_build(const struct cmp_ann_spec *spec, X509 *signer, EVP_PKEY *key,
                 goto out;
         }
         /* RFC 4210 §5.1.3.3: the signature over DER(ProtectedPart) */
-        pp = (CA_PROTECTED) { .header = m->header, .body = m->body };
-        n = ASN1_item_i2d((ASN1_VALUE *) &pp, &tbs, ASN1_ITEM_rptr(CA_PROTECTED));
+        pp = (CMPGW_PROTECTED) { .header = m->header, .body = m->body };
+        n = ASN1_item_i2d((ASN1_VALUE *) &pp, &tbs, ASN1_ITEM_rptr(CMPGW_PROTECTED));
         if (n <= 0 || EVP_DigestSignInit(mctx, NULL, md, NULL, key) != 1 ||
             EVP_DigestSign(mctx, NULL, &siglen, tbs, (size_t) n) != 1 ||
             !(sig = OPENSSL_malloc(siglen)) ||
@@ -872,7 +735,7 @@ int cmp_ann_build(const struct cmp_ann_spec *spec, X509 *signer, EVP_PKEY *key,
                         goto out;
                 }
         }
-        n = ASN1_item_i2d((ASN1_VALUE *) m, &out, ASN1_ITEM_rptr(CA_MSG));
+        n = ASN1_item_i2d((ASN1_VALUE *) m, &out, ASN1_ITEM_rptr(CMPGW_MSG));
         if (n <= 0)
                 goto out;
         *der = out;
@@ -882,7 +745,7 @@ out:
         OPENSSL_free(tbs);
         OPENSSL_free(sig);
         EVP_MD_CTX_free(mctx);
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CA_MSG));
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
         ERR_clear_error();
         return k;
 }

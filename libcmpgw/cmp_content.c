@@ -2,10 +2,7 @@
  *
  * Two decodings of the same bytes: d2i_OSSL_CMP_MSG (OpenSSL's own, public:
  * body type, transactionID, and OpenSSL's idea of a well-formed message),
- * and our minimal templates below for what OpenSSL 3.0 keeps private. The
- * templates reuse OpenSSL's public items wherever there is one
- * (OSSL_CRMF_MSGS, OSSL_CRMF_CERTTEMPLATE, X509_REQ, X509, GENERAL_NAME,
- * X509_EXTENSIONS); what we never look at is ASN1_ANY / ASN1_SEQUENCE_ANY. */
+ * and the templates of cmp_asn1.h for what OpenSSL 3.0 keeps private. */
 #include "cmp_content.h"
 
 #include <errno.h>
@@ -23,246 +20,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "cmp_asn1.h"
 #include "cmp_msg.h"
-
-/* ---- RFC 4210 Appendix F (EXPLICIT TAGS), only as deep as we look ---- */
-
-/* InfoTypeAndValue ::= SEQUENCE { infoType OID, infoValue ANY OPTIONAL } */
-typedef struct {
-        ASN1_OBJECT *type;
-        ASN1_TYPE *value;
-} CG_ITAV;
-DEFINE_STACK_OF(CG_ITAV)
-
-ASN1_SEQUENCE(CG_ITAV) = {
-        ASN1_SIMPLE(CG_ITAV, type, ASN1_OBJECT),
-        ASN1_OPT(CG_ITAV, value, ASN1_ANY),
-} static_ASN1_SEQUENCE_END(CG_ITAV)
-
-/* PKIHeader (RFC 4210 §5.1.1) */
-typedef struct {
-        ASN1_INTEGER *pvno;
-        GENERAL_NAME *sender;
-        GENERAL_NAME *recipient;
-        ASN1_GENERALIZEDTIME *message_time;
-        X509_ALGOR *protection_alg;
-        ASN1_OCTET_STRING *sender_kid;
-        ASN1_OCTET_STRING *recip_kid;
-        ASN1_OCTET_STRING *transaction_id;
-        ASN1_OCTET_STRING *sender_nonce;
-        ASN1_OCTET_STRING *recip_nonce;
-        STACK_OF(ASN1_UTF8STRING) *free_text;
-        STACK_OF(CG_ITAV) *general_info;
-} CG_HEADER;
-
-ASN1_SEQUENCE(CG_HEADER) = {
-        ASN1_SIMPLE(CG_HEADER, pvno, ASN1_INTEGER),
-        ASN1_SIMPLE(CG_HEADER, sender, GENERAL_NAME),
-        ASN1_SIMPLE(CG_HEADER, recipient, GENERAL_NAME),
-        ASN1_EXP_OPT(CG_HEADER, message_time, ASN1_GENERALIZEDTIME, 0),
-        ASN1_EXP_OPT(CG_HEADER, protection_alg, X509_ALGOR, 1),
-        ASN1_EXP_OPT(CG_HEADER, sender_kid, ASN1_OCTET_STRING, 2),
-        ASN1_EXP_OPT(CG_HEADER, recip_kid, ASN1_OCTET_STRING, 3),
-        ASN1_EXP_OPT(CG_HEADER, transaction_id, ASN1_OCTET_STRING, 4),
-        ASN1_EXP_OPT(CG_HEADER, sender_nonce, ASN1_OCTET_STRING, 5),
-        ASN1_EXP_OPT(CG_HEADER, recip_nonce, ASN1_OCTET_STRING, 6),
-        ASN1_EXP_SEQUENCE_OF_OPT(CG_HEADER, free_text, ASN1_UTF8STRING, 7),
-        ASN1_EXP_SEQUENCE_OF_OPT(CG_HEADER, general_info, CG_ITAV, 8),
-} static_ASN1_SEQUENCE_END(CG_HEADER)
-
-/* PKIStatusInfo (RFC 4210 §5.2.3) */
-typedef struct {
-        ASN1_INTEGER *status;
-        STACK_OF(ASN1_UTF8STRING) *status_string;
-        ASN1_BIT_STRING *fail_info;
-} CG_PKISI;
-
-ASN1_SEQUENCE(CG_PKISI) = {
-        ASN1_SIMPLE(CG_PKISI, status, ASN1_INTEGER),
-        ASN1_SEQUENCE_OF_OPT(CG_PKISI, status_string, ASN1_UTF8STRING),
-        ASN1_OPT(CG_PKISI, fail_info, ASN1_BIT_STRING),
-} static_ASN1_SEQUENCE_END(CG_PKISI)
-DEFINE_STACK_OF(CG_PKISI)
-
-/* CertOrEncCert ::= CHOICE { certificate [0] CMPCertificate,
- *                            encryptedCert [1] EncryptedKey }
- * CMPCertificate ::= CHOICE { x509v3PKCert Certificate, ... } (RFC 4210 §5.2.4) */
-typedef struct {
-        int type;
-        union {
-                X509 *certificate;
-                ASN1_TYPE *encrypted;
-        } value;
-} CG_CERTORENCCERT;
-
-ASN1_CHOICE(CG_CERTORENCCERT) = {
-        ASN1_EXP(CG_CERTORENCCERT, value.certificate, X509, 0),
-        ASN1_EXP(CG_CERTORENCCERT, value.encrypted, ASN1_ANY, 1),
-} static_ASN1_CHOICE_END(CG_CERTORENCCERT)
-
-/* CertifiedKeyPair ::= SEQUENCE { certOrEncCert, privateKey [0] OPTIONAL,
- *                                 publicationInfo [1] OPTIONAL } */
-typedef struct {
-        CG_CERTORENCCERT *cert_or_enc_cert;
-        ASN1_TYPE *private_key;
-        ASN1_TYPE *publication_info;
-} CG_CERTIFIEDKEYPAIR;
-
-ASN1_SEQUENCE(CG_CERTIFIEDKEYPAIR) = {
-        ASN1_SIMPLE(CG_CERTIFIEDKEYPAIR, cert_or_enc_cert, CG_CERTORENCCERT),
-        ASN1_EXP_OPT(CG_CERTIFIEDKEYPAIR, private_key, ASN1_ANY, 0),
-        ASN1_EXP_OPT(CG_CERTIFIEDKEYPAIR, publication_info, ASN1_ANY, 1),
-} static_ASN1_SEQUENCE_END(CG_CERTIFIEDKEYPAIR)
-
-/* CertResponse ::= SEQUENCE { certReqId INTEGER, status PKIStatusInfo,
- *      certifiedKeyPair OPTIONAL, rspInfo OCTET STRING OPTIONAL } */
-typedef struct {
-        ASN1_INTEGER *cert_req_id;
-        CG_PKISI *status;
-        CG_CERTIFIEDKEYPAIR *certified_key_pair;
-        ASN1_OCTET_STRING *rsp_info;
-} CG_CERTRESPONSE;
-
-ASN1_SEQUENCE(CG_CERTRESPONSE) = {
-        ASN1_SIMPLE(CG_CERTRESPONSE, cert_req_id, ASN1_INTEGER),
-        ASN1_SIMPLE(CG_CERTRESPONSE, status, CG_PKISI),
-        ASN1_OPT(CG_CERTRESPONSE, certified_key_pair, CG_CERTIFIEDKEYPAIR),
-        ASN1_OPT(CG_CERTRESPONSE, rsp_info, ASN1_OCTET_STRING),
-} static_ASN1_SEQUENCE_END(CG_CERTRESPONSE)
-DEFINE_STACK_OF(CG_CERTRESPONSE)
-
-/* CertRepMessage ::= SEQUENCE { caPubs [1] SEQUENCE OF CMPCertificate
- *      OPTIONAL, response SEQUENCE OF CertResponse } (RFC 4210 §5.3.4) */
-typedef struct {
-        STACK_OF(ASN1_TYPE) *ca_pubs;
-        STACK_OF(CG_CERTRESPONSE) *response;
-} CG_CERTREPMESSAGE;
-
-ASN1_SEQUENCE(CG_CERTREPMESSAGE) = {
-        ASN1_EXP_OPT(CG_CERTREPMESSAGE, ca_pubs, ASN1_SEQUENCE_ANY, 1),
-        ASN1_SEQUENCE_OF(CG_CERTREPMESSAGE, response, CG_CERTRESPONSE),
-} static_ASN1_SEQUENCE_END(CG_CERTREPMESSAGE)
-
-/* RevDetails ::= SEQUENCE { certDetails CertTemplate,
- *      crlEntryDetails Extensions OPTIONAL } (RFC 4210 §5.3.9) */
-typedef struct {
-        OSSL_CRMF_CERTTEMPLATE *cert_details;
-        STACK_OF(X509_EXTENSION) *crl_entry_details;
-} CG_REVDETAILS;
-
-ASN1_SEQUENCE(CG_REVDETAILS) = {
-        ASN1_SIMPLE(CG_REVDETAILS, cert_details, OSSL_CRMF_CERTTEMPLATE),
-        ASN1_SEQUENCE_OF_OPT(CG_REVDETAILS, crl_entry_details, X509_EXTENSION),
-} static_ASN1_SEQUENCE_END(CG_REVDETAILS)
-DEFINE_STACK_OF(CG_REVDETAILS)
-
-/* RevRepContent ::= SEQUENCE { status SEQUENCE OF PKIStatusInfo,
- *      revCerts [0] OPTIONAL, crls [1] OPTIONAL } (RFC 4210 §5.3.10) */
-typedef struct {
-        STACK_OF(CG_PKISI) *status;
-        STACK_OF(ASN1_TYPE) *rev_certs;
-        STACK_OF(ASN1_TYPE) *crls;
-} CG_REVREPCONTENT;
-
-ASN1_SEQUENCE(CG_REVREPCONTENT) = {
-        ASN1_SEQUENCE_OF(CG_REVREPCONTENT, status, CG_PKISI),
-        ASN1_EXP_OPT(CG_REVREPCONTENT, rev_certs, ASN1_SEQUENCE_ANY, 0),
-        ASN1_EXP_OPT(CG_REVREPCONTENT, crls, ASN1_SEQUENCE_ANY, 1),
-} static_ASN1_SEQUENCE_END(CG_REVREPCONTENT)
-
-/* CertStatus ::= SEQUENCE { certHash OCTET STRING, certReqId INTEGER,
- *      statusInfo PKIStatusInfo OPTIONAL,
- *      hashAlg [0] AlgorithmIdentifier OPTIONAL -- RFC 9480 §2.10 } */
-typedef struct {
-        ASN1_OCTET_STRING *cert_hash;
-        ASN1_INTEGER *cert_req_id;
-        CG_PKISI *status_info;
-        X509_ALGOR *hash_alg;
-} CG_CERTSTATUS;
-
-ASN1_SEQUENCE(CG_CERTSTATUS) = {
-        ASN1_SIMPLE(CG_CERTSTATUS, cert_hash, ASN1_OCTET_STRING),
-        ASN1_SIMPLE(CG_CERTSTATUS, cert_req_id, ASN1_INTEGER),
-        ASN1_OPT(CG_CERTSTATUS, status_info, CG_PKISI),
-        ASN1_EXP_OPT(CG_CERTSTATUS, hash_alg, X509_ALGOR, 0),
-} static_ASN1_SEQUENCE_END(CG_CERTSTATUS)
-DEFINE_STACK_OF(CG_CERTSTATUS)
-
-/* ErrorMsgContent ::= SEQUENCE { pKIStatusInfo, errorCode INTEGER OPTIONAL,
- *      errorDetails PKIFreeText OPTIONAL } (RFC 4210 §5.3.21) */
-typedef struct {
-        CG_PKISI *status_info;
-        ASN1_INTEGER *error_code;
-        STACK_OF(ASN1_UTF8STRING) *error_details;
-} CG_ERRORMSG;
-
-ASN1_SEQUENCE(CG_ERRORMSG) = {
-        ASN1_SIMPLE(CG_ERRORMSG, status_info, CG_PKISI),
-        ASN1_OPT(CG_ERRORMSG, error_code, ASN1_INTEGER),
-        ASN1_SEQUENCE_OF_OPT(CG_ERRORMSG, error_details, ASN1_UTF8STRING),
-} static_ASN1_SEQUENCE_END(CG_ERRORMSG)
-
-/* PKIBody ::= CHOICE (RFC 4210 §5.1.2): the selector is the index in the
- * template array, so the alternatives are listed in tag order 0..26. */
-typedef struct {
-        int type;
-        union {
-                OSSL_CRMF_MSGS *crmf;                           /* ir cr kur */
-                CG_CERTREPMESSAGE *rep;                         /* ip cp kup */
-                X509_REQ *p10cr;
-                STACK_OF(CG_REVDETAILS) *rr;
-                CG_REVREPCONTENT *rp;
-                STACK_OF(CG_CERTSTATUS) *cert_conf;
-                CG_ERRORMSG *error;
-                ASN1_TYPE *other;
-        } value;
-} CG_BODY;
-
-ASN1_CHOICE(CG_BODY) = {
-        ASN1_EXP(CG_BODY, value.crmf, OSSL_CRMF_MSGS, 0),               /* ir */
-        ASN1_EXP(CG_BODY, value.rep, CG_CERTREPMESSAGE, 1),             /* ip */
-        ASN1_EXP(CG_BODY, value.crmf, OSSL_CRMF_MSGS, 2),               /* cr */
-        ASN1_EXP(CG_BODY, value.rep, CG_CERTREPMESSAGE, 3),             /* cp */
-        ASN1_EXP(CG_BODY, value.p10cr, X509_REQ, 4),                    /* p10cr */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 5),                    /* popdecc */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 6),                    /* popdecr */
-        ASN1_EXP(CG_BODY, value.crmf, OSSL_CRMF_MSGS, 7),               /* kur */
-        ASN1_EXP(CG_BODY, value.rep, CG_CERTREPMESSAGE, 8),             /* kup */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 9),                    /* krr */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 10),                   /* krp */
-        ASN1_EXP_SEQUENCE_OF(CG_BODY, value.rr, CG_REVDETAILS, 11),     /* rr */
-        ASN1_EXP(CG_BODY, value.rp, CG_REVREPCONTENT, 12),              /* rp */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 13),                   /* ccr */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 14),                   /* ccp */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 15),                   /* ckuann */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 16),                   /* cann */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 17),                   /* rann */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 18),                   /* crlann */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 19),                   /* pkiconf */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 20),                   /* nested */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 21),                   /* genm */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 22),                   /* genp */
-        ASN1_EXP(CG_BODY, value.error, CG_ERRORMSG, 23),                /* error */
-        ASN1_EXP_SEQUENCE_OF(CG_BODY, value.cert_conf, CG_CERTSTATUS, 24), /* certConf */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 25),                   /* pollReq */
-        ASN1_EXP(CG_BODY, value.other, ASN1_ANY, 26),                   /* pollRep */
-} static_ASN1_CHOICE_END(CG_BODY)
-
-/* PKIMessage ::= SEQUENCE { header, body, protection [0] PKIProtection
- *      OPTIONAL, extraCerts [1] SEQUENCE OF CMPCertificate OPTIONAL } */
-typedef struct {
-        CG_HEADER *header;
-        CG_BODY *body;
-        ASN1_BIT_STRING *protection;
-        STACK_OF(ASN1_TYPE) *extra_certs;
-} CG_MSG;
-
-ASN1_SEQUENCE(CG_MSG) = {
-        ASN1_SIMPLE(CG_MSG, header, CG_HEADER),
-        ASN1_SIMPLE(CG_MSG, body, CG_BODY),
-        ASN1_EXP_OPT(CG_MSG, protection, ASN1_BIT_STRING, 0),
-        ASN1_EXP_OPT(CG_MSG, extra_certs, ASN1_SEQUENCE_ANY, 1),
-} static_ASN1_SEQUENCE_END(CG_MSG)
 
 /* ---- helpers ---- */
 
@@ -470,7 +229,7 @@ struct cmp_content *cmp_content_free(struct cmp_content *c) {
         return NULL;
 }
 
-static int take_status(struct cmp_content *c, const CG_PKISI *si) {
+static int take_status(struct cmp_content *c, const CMPGW_PKISI *si) {
         long v = ASN1_INTEGER_get(si->status);
 
         if (v < 0 || v > 0xff)
@@ -492,14 +251,14 @@ static int take_status(struct cmp_content *c, const CG_PKISI *si) {
 
 /* RFC 9483 §4.1.1: implicitConfirm is an InfoTypeAndValue in generalInfo
  * (id-it-implicitConfirm, value NULL). */
-static bool has_implicit_confirm(const STACK_OF(CG_ITAV) *gi) {
-        for (int i = 0; i < sk_CG_ITAV_num(gi); i++)
-                if (OBJ_obj2nid(sk_CG_ITAV_value(gi, i)->type) == NID_id_it_implicitConfirm)
+static bool has_implicit_confirm(const STACK_OF(CMPGW_ITAV) *gi) {
+        for (int i = 0; i < sk_CMPGW_ITAV_num(gi); i++)
+                if (OBJ_obj2nid(sk_CMPGW_ITAV_value(gi, i)->type) == NID_id_it_implicitConfirm)
                         return true;
         return false;
 }
 
-static int take_header(struct cmp_content *c, const CG_HEADER *h, const OSSL_CMP_MSG *msg) {
+static int take_header(struct cmp_content *c, const CMPGW_HEADER *h, const OSSL_CMP_MSG *msg) {
         const ASN1_OCTET_STRING *tid;
 
         /* OpenSSL's public getter; our template must agree */
@@ -544,9 +303,9 @@ static int take_p10cr(struct cmp_content *c, const X509_REQ *req) {
         return 0;
 }
 
-static int take_rep(struct cmp_content *c, const CG_CERTREPMESSAGE *rep) {
-        const CG_CERTRESPONSE *r = sk_CG_CERTRESPONSE_value(rep->response, 0);
-        const CG_CERTORENCCERT *coec;
+static int take_rep(struct cmp_content *c, const CMPGW_CERTREPMESSAGE *rep) {
+        const CMPGW_CERTRESPONSE *r = sk_CMPGW_CERTRESPONSE_value(rep->response, 0);
+        const CMPGW_CERTORENCCERT *coec;
         int k;
 
         if (!r)
@@ -568,8 +327,8 @@ static int take_rep(struct cmp_content *c, const CG_CERTREPMESSAGE *rep) {
         return 0;
 }
 
-static int take_rr(struct cmp_content *c, const STACK_OF(CG_REVDETAILS) *rr) {
-        const CG_REVDETAILS *rd = sk_CG_REVDETAILS_value(rr, 0);
+static int take_rr(struct cmp_content *c, const STACK_OF(CMPGW_REVDETAILS) *rr) {
+        const CMPGW_REVDETAILS *rd = sk_CMPGW_REVDETAILS_value(rr, 0);
         const ASN1_INTEGER *serial;
         const X509_NAME *issuer;
         ASN1_ENUMERATED *reason;
@@ -594,8 +353,8 @@ static int take_rr(struct cmp_content *c, const STACK_OF(CG_REVDETAILS) *rr) {
         return 0;
 }
 
-static int take_cert_conf(struct cmp_content *c, const STACK_OF(CG_CERTSTATUS) *cc) {
-        const CG_CERTSTATUS *cs = sk_CG_CERTSTATUS_value(cc, 0);
+static int take_cert_conf(struct cmp_content *c, const STACK_OF(CMPGW_CERTSTATUS) *cc) {
+        const CMPGW_CERTSTATUS *cs = sk_CMPGW_CERTSTATUS_value(cc, 0);
 
         /* RFC 4210 §5.3.18: an absent statusInfo means accepted; an empty
          * certConf (RFC 9483 §4.1.1 says it MUST NOT be sent) tells nothing */
@@ -609,7 +368,7 @@ static int take_cert_conf(struct cmp_content *c, const STACK_OF(CG_CERTSTATUS) *
 }
 
 /* error: status, then errorDetails (RFC 4210 §5.3.21) after the statusString */
-static int take_error(struct cmp_content *c, const CG_ERRORMSG *e) {
+static int take_error(struct cmp_content *c, const CMPGW_ERRORMSG *e) {
         char *details, *both;
         int k = take_status(c, e->status_info);
 
@@ -631,7 +390,7 @@ static int take_error(struct cmp_content *c, const CG_ERRORMSG *e) {
         return 0;
 }
 
-static int take_body(struct cmp_content *c, const CG_BODY *b) {
+static int take_body(struct cmp_content *c, const CMPGW_BODY *b) {
         switch (b->type) {
         case CMP_BODY_IR: case CMP_BODY_CR: case CMP_BODY_KUR:
                 return take_crmf(c, b->value.crmf);
@@ -642,7 +401,7 @@ static int take_body(struct cmp_content *c, const CG_BODY *b) {
         case CMP_BODY_RR:
                 return take_rr(c, b->value.rr);
         case CMP_BODY_RP: {
-                const CG_PKISI *si = sk_CG_PKISI_value(b->value.rp->status, 0);
+                const CMPGW_PKISI *si = sk_CMPGW_PKISI_value(b->value.rp->status, 0);
                 return si ? take_status(c, si) : -EBADMSG;
         }
         case CMP_BODY_CERTCONF:
@@ -657,10 +416,10 @@ static int take_body(struct cmp_content *c, const CG_BODY *b) {
 static int parse_own(const uint8_t *der, size_t len, const OSSL_CMP_MSG *msg,
                      struct cmp_content *c) {
         const unsigned char *p = der;
-        CG_MSG *m;
+        CMPGW_MSG *m;
         int k;
 
-        m = (CG_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CG_MSG));
+        m = (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
         if (!m)
                 return -EBADMSG;
         if ((size_t) (p - der) != len || m->body->type != c->body) {
@@ -671,7 +430,7 @@ static int parse_own(const uint8_t *der, size_t len, const OSSL_CMP_MSG *msg,
         if (k >= 0)
                 k = take_body(c, m->body);
 out:
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CG_MSG));
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
         return k;
 }
 

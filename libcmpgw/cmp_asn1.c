@@ -1,0 +1,131 @@
+/* cmp_asn1.c -- the templates declared in cmp_asn1.h */
+#include "cmp_asn1.h"
+
+ASN1_SEQUENCE(CMPGW_ITAV) = {
+        ASN1_SIMPLE(CMPGW_ITAV, type, ASN1_OBJECT),
+        ASN1_OPT(CMPGW_ITAV, value, ASN1_ANY),
+} ASN1_SEQUENCE_END(CMPGW_ITAV)
+
+ASN1_SEQUENCE(CMPGW_HEADER) = {
+        ASN1_SIMPLE(CMPGW_HEADER, pvno, ASN1_INTEGER),
+        ASN1_SIMPLE(CMPGW_HEADER, sender, GENERAL_NAME),
+        ASN1_SIMPLE(CMPGW_HEADER, recipient, GENERAL_NAME),
+        ASN1_EXP_OPT(CMPGW_HEADER, message_time, ASN1_GENERALIZEDTIME, 0),
+        ASN1_EXP_OPT(CMPGW_HEADER, protection_alg, X509_ALGOR, 1),
+        ASN1_EXP_OPT(CMPGW_HEADER, sender_kid, ASN1_OCTET_STRING, 2),
+        ASN1_EXP_OPT(CMPGW_HEADER, recip_kid, ASN1_OCTET_STRING, 3),
+        ASN1_EXP_OPT(CMPGW_HEADER, transaction_id, ASN1_OCTET_STRING, 4),
+        ASN1_EXP_OPT(CMPGW_HEADER, sender_nonce, ASN1_OCTET_STRING, 5),
+        ASN1_EXP_OPT(CMPGW_HEADER, recip_nonce, ASN1_OCTET_STRING, 6),
+        ASN1_EXP_SEQUENCE_OF_OPT(CMPGW_HEADER, free_text, ASN1_UTF8STRING, 7),
+        ASN1_EXP_SEQUENCE_OF_OPT(CMPGW_HEADER, general_info, CMPGW_ITAV, 8),
+} ASN1_SEQUENCE_END(CMPGW_HEADER)
+
+ASN1_SEQUENCE(CMPGW_PKISI) = {
+        ASN1_SIMPLE(CMPGW_PKISI, status, ASN1_INTEGER),
+        ASN1_SEQUENCE_OF_OPT(CMPGW_PKISI, status_string, ASN1_UTF8STRING),
+        ASN1_OPT(CMPGW_PKISI, fail_info, ASN1_BIT_STRING),
+} ASN1_SEQUENCE_END(CMPGW_PKISI)
+
+ASN1_CHOICE(CMPGW_CERTORENCCERT) = {
+        ASN1_EXP(CMPGW_CERTORENCCERT, value.certificate, X509, 0),
+        ASN1_EXP(CMPGW_CERTORENCCERT, value.encrypted, ASN1_ANY, 1),
+} ASN1_CHOICE_END(CMPGW_CERTORENCCERT)
+
+ASN1_SEQUENCE(CMPGW_CERTIFIEDKEYPAIR) = {
+        ASN1_SIMPLE(CMPGW_CERTIFIEDKEYPAIR, cert_or_enc_cert, CMPGW_CERTORENCCERT),
+        ASN1_EXP_OPT(CMPGW_CERTIFIEDKEYPAIR, private_key, ASN1_ANY, 0),
+        ASN1_EXP_OPT(CMPGW_CERTIFIEDKEYPAIR, publication_info, ASN1_ANY, 1),
+} ASN1_SEQUENCE_END(CMPGW_CERTIFIEDKEYPAIR)
+
+ASN1_SEQUENCE(CMPGW_CERTRESPONSE) = {
+        ASN1_SIMPLE(CMPGW_CERTRESPONSE, cert_req_id, ASN1_INTEGER),
+        ASN1_SIMPLE(CMPGW_CERTRESPONSE, status, CMPGW_PKISI),
+        ASN1_OPT(CMPGW_CERTRESPONSE, certified_key_pair, CMPGW_CERTIFIEDKEYPAIR),
+        ASN1_OPT(CMPGW_CERTRESPONSE, rsp_info, ASN1_OCTET_STRING),
+} ASN1_SEQUENCE_END(CMPGW_CERTRESPONSE)
+
+ASN1_SEQUENCE(CMPGW_CERTREPMESSAGE) = {
+        ASN1_EXP_OPT(CMPGW_CERTREPMESSAGE, ca_pubs, ASN1_SEQUENCE_ANY, 1),
+        ASN1_SEQUENCE_OF(CMPGW_CERTREPMESSAGE, response, CMPGW_CERTRESPONSE),
+} ASN1_SEQUENCE_END(CMPGW_CERTREPMESSAGE)
+
+ASN1_SEQUENCE(CMPGW_REVDETAILS) = {
+        ASN1_SIMPLE(CMPGW_REVDETAILS, cert_details, OSSL_CRMF_CERTTEMPLATE),
+        ASN1_SEQUENCE_OF_OPT(CMPGW_REVDETAILS, crl_entry_details, X509_EXTENSION),
+} ASN1_SEQUENCE_END(CMPGW_REVDETAILS)
+
+ASN1_SEQUENCE(CMPGW_REVREPCONTENT) = {
+        ASN1_SEQUENCE_OF(CMPGW_REVREPCONTENT, status, CMPGW_PKISI),
+        ASN1_EXP_OPT(CMPGW_REVREPCONTENT, rev_certs, ASN1_SEQUENCE_ANY, 0),
+        ASN1_EXP_OPT(CMPGW_REVREPCONTENT, crls, ASN1_SEQUENCE_ANY, 1),
+} ASN1_SEQUENCE_END(CMPGW_REVREPCONTENT)
+
+ASN1_SEQUENCE(CMPGW_CERTSTATUS) = {
+        ASN1_SIMPLE(CMPGW_CERTSTATUS, cert_hash, ASN1_OCTET_STRING),
+        ASN1_SIMPLE(CMPGW_CERTSTATUS, cert_req_id, ASN1_INTEGER),
+        ASN1_OPT(CMPGW_CERTSTATUS, status_info, CMPGW_PKISI),
+        ASN1_EXP_OPT(CMPGW_CERTSTATUS, hash_alg, X509_ALGOR, 0),
+} ASN1_SEQUENCE_END(CMPGW_CERTSTATUS)
+
+ASN1_SEQUENCE(CMPGW_ERRORMSG) = {
+        ASN1_SIMPLE(CMPGW_ERRORMSG, status_info, CMPGW_PKISI),
+        ASN1_OPT(CMPGW_ERRORMSG, error_code, ASN1_INTEGER),
+        ASN1_SEQUENCE_OF_OPT(CMPGW_ERRORMSG, error_details, ASN1_UTF8STRING),
+} ASN1_SEQUENCE_END(CMPGW_ERRORMSG)
+
+ASN1_SEQUENCE(CMPGW_CKUANN) = {
+        ASN1_SIMPLE(CMPGW_CKUANN, old_with_new, X509),
+        ASN1_SIMPLE(CMPGW_CKUANN, new_with_old, X509),
+        ASN1_SIMPLE(CMPGW_CKUANN, new_with_new, X509),
+} ASN1_SEQUENCE_END(CMPGW_CKUANN)
+
+ASN1_SEQUENCE(CMPGW_RANN) = {
+        ASN1_SIMPLE(CMPGW_RANN, status, ASN1_INTEGER),
+        ASN1_SIMPLE(CMPGW_RANN, cert_id, OSSL_CRMF_CERTID),
+        ASN1_SIMPLE(CMPGW_RANN, will_be_revoked_at, ASN1_GENERALIZEDTIME),
+        ASN1_SIMPLE(CMPGW_RANN, bad_since_date, ASN1_GENERALIZEDTIME),
+        ASN1_SEQUENCE_OF_OPT(CMPGW_RANN, crl_details, X509_EXTENSION),
+} ASN1_SEQUENCE_END(CMPGW_RANN)
+
+ASN1_CHOICE(CMPGW_BODY) = {
+        ASN1_EXP(CMPGW_BODY, value.crmf, OSSL_CRMF_MSGS, 0),               /* ir */
+        ASN1_EXP(CMPGW_BODY, value.rep, CMPGW_CERTREPMESSAGE, 1),             /* ip */
+        ASN1_EXP(CMPGW_BODY, value.crmf, OSSL_CRMF_MSGS, 2),               /* cr */
+        ASN1_EXP(CMPGW_BODY, value.rep, CMPGW_CERTREPMESSAGE, 3),             /* cp */
+        ASN1_EXP(CMPGW_BODY, value.p10cr, X509_REQ, 4),                    /* p10cr */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 5),                    /* popdecc */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 6),                    /* popdecr */
+        ASN1_EXP(CMPGW_BODY, value.crmf, OSSL_CRMF_MSGS, 7),               /* kur */
+        ASN1_EXP(CMPGW_BODY, value.rep, CMPGW_CERTREPMESSAGE, 8),             /* kup */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 9),                    /* krr */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 10),                   /* krp */
+        ASN1_EXP_SEQUENCE_OF(CMPGW_BODY, value.rr, CMPGW_REVDETAILS, 11),     /* rr */
+        ASN1_EXP(CMPGW_BODY, value.rp, CMPGW_REVREPCONTENT, 12),              /* rp */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 13),                   /* ccr */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 14),                   /* ccp */
+        ASN1_EXP(CMPGW_BODY, value.ckuann, CMPGW_CKUANN, 15),                   /* ckuann */
+        ASN1_EXP(CMPGW_BODY, value.cann, X509, 16),                   /* cann */
+        ASN1_EXP(CMPGW_BODY, value.rann, CMPGW_RANN, 17),                   /* rann */
+        ASN1_EXP_SEQUENCE_OF(CMPGW_BODY, value.crlann, X509_CRL, 18),                   /* crlann */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 19),                   /* pkiconf */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 20),                   /* nested */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 21),                   /* genm */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 22),                   /* genp */
+        ASN1_EXP(CMPGW_BODY, value.error, CMPGW_ERRORMSG, 23),                /* error */
+        ASN1_EXP_SEQUENCE_OF(CMPGW_BODY, value.cert_conf, CMPGW_CERTSTATUS, 24), /* certConf */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 25),                   /* pollReq */
+        ASN1_EXP(CMPGW_BODY, value.other, ASN1_ANY, 26),                   /* pollRep */
+} ASN1_CHOICE_END(CMPGW_BODY)
+
+ASN1_SEQUENCE(CMPGW_MSG) = {
+        ASN1_SIMPLE(CMPGW_MSG, header, CMPGW_HEADER),
+        ASN1_SIMPLE(CMPGW_MSG, body, CMPGW_BODY),
+        ASN1_EXP_OPT(CMPGW_MSG, protection, ASN1_BIT_STRING, 0),
+        ASN1_EXP_SEQUENCE_OF_OPT(CMPGW_MSG, extra_certs, X509, 1),
+} ASN1_SEQUENCE_END(CMPGW_MSG)
+
+ASN1_SEQUENCE(CMPGW_PROTECTED) = {
+        ASN1_SIMPLE(CMPGW_PROTECTED, header, CMPGW_HEADER),
+        ASN1_SIMPLE(CMPGW_PROTECTED, body, CMPGW_BODY),
+} ASN1_SEQUENCE_END(CMPGW_PROTECTED)
