@@ -245,6 +245,28 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
 
 static void observe_nack(struct coap_transfer *t, coap_nack_reason_t reason);
 
+/* What a libcoap NACK means, in words a user can act on. */
+static void nack_text(const struct coap_transfer *t, coap_nack_reason_t reason, char *what, size_t size) {
+        switch (reason) {
+        case COAP_NACK_TOO_MANY_RETRIES:
+                snprintf(what, size, "no acknowledgement from %s (gave up after retransmissions)", t->uri);
+                break;
+        case COAP_NACK_RST:
+                snprintf(what, size, "%s answered with a CoAP Reset (RST)", t->uri);
+                break;
+        case COAP_NACK_NOT_DELIVERABLE:
+        case COAP_NACK_ICMP_ISSUE:
+                snprintf(what, size, "cannot reach %s (ICMP: port unreachable or no route)", t->uri);
+                break;
+        case COAP_NACK_TLS_FAILED:
+                snprintf(what, size, "DTLS handshake with %s failed (%s)", t->authority, t->dtls_hint);
+                break;
+        default:
+                snprintf(what, size, "request to %s failed (libcoap NACK reason %d)", t->uri, (int) reason);
+                break;
+        }
+}
+
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
                     const coap_nack_reason_t reason, const coap_mid_t mid) {
         struct coap_transfer *t = coap_session_get_app_data(session);
@@ -258,24 +280,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
         }
         /* Only one request is outstanding at a time; the token of a NACKed
          * block of a large body is libcoap's own, so do not match it. */
-        switch (reason) {
-        case COAP_NACK_TOO_MANY_RETRIES:
-                snprintf(what, sizeof what, "no acknowledgement from %s (gave up after retransmissions)", t->uri);
-                break;
-        case COAP_NACK_RST:
-                snprintf(what, sizeof what, "%s answered with a CoAP Reset (RST)", t->uri);
-                break;
-        case COAP_NACK_NOT_DELIVERABLE:
-        case COAP_NACK_ICMP_ISSUE:
-                snprintf(what, sizeof what, "cannot reach %s (ICMP: port unreachable or no route)", t->uri);
-                break;
-        case COAP_NACK_TLS_FAILED:
-                snprintf(what, sizeof what, "DTLS handshake with %s failed (%s)", t->authority, t->dtls_hint);
-                break;
-        default:
-                snprintf(what, sizeof what, "request to %s failed (libcoap NACK reason %d)", t->uri, (int) reason);
-                break;
-        }
+        nack_text(t, reason, what, sizeof what);
         pending_fail(t, what);
 }
 
@@ -955,24 +960,7 @@ static void observe_lost(struct coap_transfer *t, const char *why) {
 static void observe_nack(struct coap_transfer *t, coap_nack_reason_t reason) {
         char what[sizeof t->error];
 
-        switch (reason) {
-        case COAP_NACK_TOO_MANY_RETRIES:
-                snprintf(what, sizeof what, "no acknowledgement from %s", t->uri);
-                break;
-        case COAP_NACK_RST:
-                snprintf(what, sizeof what, "%s answered with a CoAP Reset (RST)", t->uri);
-                break;
-        case COAP_NACK_NOT_DELIVERABLE:
-        case COAP_NACK_ICMP_ISSUE:
-                snprintf(what, sizeof what, "cannot reach %s (ICMP: port unreachable or no route)", t->uri);
-                break;
-        case COAP_NACK_TLS_FAILED:
-                snprintf(what, sizeof what, "DTLS handshake with %s failed (%s)", t->authority, t->dtls_hint);
-                break;
-        default:
-                snprintf(what, sizeof what, "request to %s failed (libcoap NACK reason %d)", t->uri, (int) reason);
-                break;
-        }
+        nack_text(t, reason, what, sizeof what);
         observe_lost(t, what);
 }
 

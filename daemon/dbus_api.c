@@ -293,6 +293,25 @@ static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* GetDevice and ForgetDevice take a numeric id or a subject: 1 with *id
+ * set, or what the method returns (an error set, or a negative errno). */
+static int read_device_id(sd_bus_message *msg, struct dbus_api *d, sd_bus_error *error, const char **id) {
+        int r = sd_bus_message_read(msg, "s", id);
+
+        if (r < 0)
+                return r;
+        if (!(*id)[0])
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "empty device id (expected a numeric id or a subject)");
+        if (!d->manager->registry)
+                return registry_unavailable(error);
+        return 1;
+}
+
+static int no_such_device(sd_bus_error *error, const char *id) {
+        return sd_bus_error_setf(error, GW_ERROR_NO_SUCH_DEVICE, "no device with id or subject '%s'", id);
+}
+
 static int method_get_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_putp) struct json_object *device = NULL;
@@ -300,18 +319,12 @@ static int method_get_device(sd_bus_message *msg, void *userdata, sd_bus_error *
         const char *id;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &id);
-        if (r < 0)
+        r = read_device_id(msg, d, error, &id);
+        if (r <= 0)
                 return r;
-        if (!id[0])
-                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
-                                         "empty device id (expected a numeric id or a subject)");
-        if (!d->manager->registry)
-                return registry_unavailable(error);
         r = registry_get(d->manager->registry, id, &device);
         if (r == -ENOENT)
-                return sd_bus_error_setf(error, GW_ERROR_NO_SUCH_DEVICE,
-                                         "no device with id or subject '%s'", id);
+                return no_such_device(error, id);
         if (r < 0)
                 return sd_bus_error_setf(error, GW_ERROR_FAILED,
                                          "cannot look up device '%s': registry query failed: %s",
@@ -331,18 +344,12 @@ static int method_forget_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         const char *id;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &id);
-        if (r < 0)
+        r = read_device_id(msg, d, error, &id);
+        if (r <= 0)
                 return r;
-        if (!id[0])
-                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
-                                         "empty device id (expected a numeric id or a subject)");
-        if (!d->manager->registry)
-                return registry_unavailable(error);
         r = registry_forget(d->manager->registry, id);
         if (r == -ENOENT)
-                return sd_bus_error_setf(error, GW_ERROR_NO_SUCH_DEVICE,
-                                         "no device with id or subject '%s'", id);
+                return no_such_device(error, id);
         if (r < 0)
                 return sd_bus_error_setf(error, GW_ERROR_FAILED,
                                          "cannot forget device '%s': %s", id, strerror(-r));
