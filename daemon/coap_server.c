@@ -25,6 +25,7 @@
 #include "announce.h"
 #include "cmp_path.h"
 #include "coap_status.h"
+#include "kept_answer.h"
 #include "log.h"
 #include "manager.h"
 #include "request.h"
@@ -51,8 +52,7 @@ struct coap_server {
         sd_event_source *io, *timer, *defer, *gc;
         LIST_HEAD(struct transfer, transfers);
         unsigned n_transfers;
-        LIST_HEAD(struct kept_answer, kept);
-        unsigned n_kept;
+        struct kept_answers *kept;
         size_t buffered;
         coap_resource_t **base_resources;       /* /.well-known/cmp/... */
         size_t n_base_resources;
@@ -772,42 +772,13 @@ static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) 
  * EXCHANGE_LIFETIME so that a retransmitted request is answered again and
  * never sent upstream twice. */
 
-#define EXCHANGE_LIFETIME_USEC (247 * 1000000ULL)      /* RFC 7252 §4.8.2 */
 #define MAX_KEPT_ANSWERS 4096
-
-struct kept_answer {
-        LIST_FIELDS(struct kept_answer, kept);
-        coap_session_t *session;        /* referenced */
-        uint8_t token[8];
-        size_t token_len;
-        coap_mid_t mid;
-        int code;
-        bool is_cmp;
-        int max_age;
-        uint8_t *body;
-        size_t len;
-        uint64_t expires_usec;
-};
-
-static void kept_free(struct coap_server *s, struct kept_answer *k) {
-        LIST_REMOVE(kept, s->kept, k);
-        s->n_kept--;
-        coap_session_release(k->session);
-        free(k->body);
-        free(k);
-}
 
 static struct kept_answer *kept_find(struct coap_server *s, coap_session_t *session,
                                      const coap_pdu_t *request) {
         coap_bin_const_t token = coap_pdu_get_token(request);
-        coap_mid_t mid = coap_pdu_get_mid(request);
-        struct kept_answer *k, *n;
 
-        LIST_FOREACH_SAFE(kept, k, n, s->kept)
-                if (k->session == session && k->mid == mid && k->token_len == token.length &&
-                    memcmp(k->token, token.s, token.length) == 0)
-                        return k;
-        return NULL;
+        return kept_answers_get0(s->kept, session, coap_pdu_get_mid(request), token.s, token.length);
 }
 
 static struct request *deferred_find(struct coap_server *s, coap_session_t *session,
@@ -823,34 +794,15 @@ static struct request *deferred_find(struct coap_server *s, coap_session_t *sess
         return NULL;
 }
 
+/* the request's answer moves into the kept answers */
 static struct kept_answer *kept_new(struct coap_server *s, struct request *r) {
-        struct kept_answer *k;
+        uint8_t *body = r->answer;
+        size_t len = r->answer_len;
 
-        if (s->n_kept >= MAX_KEPT_ANSWERS) {     /* the oldest goes */
-                struct kept_answer *last = s->kept;
-                while (last && last->kept_next)
-                        last = last->kept_next;
-                if (last)
-                        kept_free(s, last);
-        }
-        k = calloc(1, sizeof *k);
-        if (!k)
-                return NULL;
-        k->session = coap_session_reference(r->session);
-        memcpy(k->token, r->token, r->token_len);
-        k->token_len = r->token_len;
-        k->mid = r->mid;
-        k->code = r->code;
-        k->is_cmp = r->answer_is_cmp;
-        k->max_age = r->max_age;
-        k->body = r->answer;            /* moves */
-        k->len = r->answer_len;
         r->answer = NULL;
         r->answer_len = 0;
-        k->expires_usec = now_usec(s) + EXCHANGE_LIFETIME_USEC;
-        LIST_PREPEND(kept, s->kept, k);
-        s->n_kept++;
-        return k;
+        return kept_answers_add(s->kept, now_usec(s), r->session, r->mid, r->token, r->token_len,
+                                r->code, r->answer_is_cmp, r->max_age, body, len);
 }
 
 static void answer_from_kept(coap_resource_t *resource, coap_session_t *session,
@@ -1561,11 +1513,7 @@ static int on_gc(sd_event_source *src, uint64_t usec, void *userdata) {
         uint64_t limit = s->manager->config->transfer_timeout_usec;
         struct transfer *t, *n;
 
-        struct kept_answer *k, *kn;
-
-        LIST_FOREACH_SAFE(kept, k, kn, s->kept)
-                if (usec > k->expires_usec)
-                        kept_free(s, k);
+        kept_answers_expire(s->kept, usec);
         usec = now_usec(s);     /* the timer's own time may precede last_usec */
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
                 if (usec > t->last_usec + limit) {
@@ -1696,11 +1644,14 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         char prefix[] = ".well-known/cmp";
         int r, fd;
 
-        if (!s)
+        if (!s || !(s->kept = kept_answers_new(MAX_KEPT_ANSWERS))) {
+                free(s);
                 return -ENOMEM;
+        }
         s->manager = m;
         s->ctx = coap_new_context(NULL);
         if (!s->ctx) {
+                kept_answers_free(s->kept);
                 free(s);
                 return -ENOMEM;
         }
@@ -1758,12 +1709,9 @@ struct coap_server *coap_server_free(struct coap_server *s) {
 
         if (!s)
                 return NULL;
-        struct kept_answer *k, *kn;
-
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
                 transfer_free(s, t);
-        LIST_FOREACH_SAFE(kept, k, kn, s->kept)
-                kept_free(s, k);
+        s->kept = kept_answers_free(s->kept);
         while (s->observers)
                 observer_free(s, s->observers);
         sd_event_source_disable_unref(s->ann_keepalive);
