@@ -71,7 +71,7 @@ struct args {
         const char *newkey, *newkeypass, *subject, *issuer, *sans;
         const char *trusted, *untrusted, *srvcert, *recipient, *expect_sender, *out_trusted;
         const char *oldcert, *csr, *infotype, *digest, *mac;
-        const char *psk_identity, *psk_key, *tls_cert, *tls_key, *tls_trusted;
+        const char *psk_identity, *psk_key, *tls_cert, *tls_key, *tls_trusted, *servername;
         const char *certout, *chainout, *cacertsout, *extracertsout, *reqout, *rspout;
         const char *out_dir;
         /* numbers: -1 (or the stated default) when not given */
@@ -119,7 +119,9 @@ static const struct option_spec option_specs[] = {
         STR("tls-cert", tls_cert, "FILE", "DTLS client certificate (PEM), with --tls-key"),
         STR("tls-key", tls_key, "FILE", "DTLS client private key (PEM, unencrypted)"),
         STR("tls-trusted", tls_trusted, "FILE", "Trust anchors (PEM) for the server's DTLS certificate;\n"
-            "its name must match the URI's host"),
+            "its name must match the URI's host (or --servername)"),
+        STR("servername", servername, "NAME", "Server name sent in the DTLS handshake (SNI) and checked in\n"
+            "the server certificate instead of the URI's host"),
         SECTION("Announcements (observe)"),
         STR("out-dir", out_dir, "DIR", "Write each announcement received to DIR/ann-N.der (N = 1, 2, ...)"),
         INT("count", count, 1, INT_MAX, "Exit 0 after N announcements. Default: run until --timeout"),
@@ -368,8 +370,8 @@ static int check_dtls_args(const struct args *a) {
         bool psk = a->psk_identity || a->psk_key, pki = a->tls_cert || a->tls_key;
 
         if (!is_coaps(uri)) {
-                if (psk || pki || a->tls_trusted) {
-                        usage_error("--psk-*/--tls-* options need a coaps:// URI");
+                if (psk || pki || a->tls_trusted || a->servername) {
+                        usage_error("--psk-*/--tls-*/--servername options need a coaps:// URI");
                         return -1;
                 }
                 return 0;
@@ -1182,6 +1184,7 @@ static struct coap_transfer *transfer_new(const struct args *a, const char *uri,
                 .tls_cert = a->tls_cert,
                 .tls_key = a->tls_key,
                 .tls_trusted = a->tls_trusted,
+                .servername = a->servername,
         };
         struct coap_transfer *t;
         char err[512];

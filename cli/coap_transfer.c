@@ -6,6 +6,7 @@
  * separate), a NACK arrives, or the deadline passes.
  */
 #include "coap_transfer.h"
+#include "tls_name.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -321,13 +322,6 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
 
 /* ---- setup -------------------------------------------------------------- */
 
-static bool is_ip_literal(const char *host) {
-        struct in6_addr a6;
-        struct in_addr a4;
-
-        return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
-}
-
 static bool is_multicast(const struct sockaddr *sa) {
         if (sa->sa_family == AF_INET)
                 return IN_MULTICAST(ntohl(((const struct sockaddr_in *) sa)->sin_addr.s_addr));
@@ -433,8 +427,7 @@ static int check_server_name(const char *cn, const uint8_t *der, size_t len, coa
         x = d2i_X509(NULL, &p, (long) len);
         if (!x)
                 return 0;
-        ok = is_ip_literal(t->sni_host) ? X509_check_ip_asc(x, t->sni_host, 0) == 1 :
-                                          X509_check_host(x, t->sni_host, 0, 0, NULL) == 1;
+        ok = x509_names_host(x, t->sni_host);
         X509_free(x);
         if (!ok) {
                 char what[sizeof t->error];
@@ -465,7 +458,7 @@ static coap_session_t *open_dtls_session(struct coap_transfer *t, const coap_add
                 /* libcoap keeps pointers: the copies live as long as t */
                 strcpy(t->psk_identity, cfg->psk_identity);
                 memcpy(t->psk_key, cfg->psk_key, cfg->psk_key_len);
-                psk.client_sni = is_ip_literal(t->sni_host) ? NULL : t->sni_host;
+                psk.client_sni = host_is_ip_literal(t->sni_host) ? NULL : t->sni_host;
                 psk.psk_info.identity = (coap_bin_const_t) { strlen(t->psk_identity), (const uint8_t *) t->psk_identity };
                 psk.psk_info.key = (coap_bin_const_t) { cfg->psk_key_len, t->psk_key };
                 t->dtls_hint = "check --psk-identity and --psk-key";
@@ -476,7 +469,7 @@ static coap_session_t *open_dtls_session(struct coap_transfer *t, const coap_add
                         .verify_peer_cert = cfg->tls_trusted != NULL,
                         .validate_cn_call_back = cfg->tls_trusted ? check_server_name : NULL,
                         .cn_call_back_arg = t,
-                        .client_sni = is_ip_literal(t->sni_host) ? NULL : t->sni_host,
+                        .client_sni = host_is_ip_literal(t->sni_host) ? NULL : t->sni_host,
                         .pki_key = {
                                 .key_type = COAP_PKI_KEY_PEM,
                                 .key.pem = { .public_cert = cfg->tls_cert, .private_key = cfg->tls_key },
@@ -512,10 +505,19 @@ static int open_session(struct coap_transfer *t, const coap_uri_t *parts, const 
         }
         snprintf(t->authority, sizeof t->authority, "%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
                  strchr(host, ':') ? "]" : "", (unsigned) parts->port);
-        t->sni_host = host;
-        if (!is_ip_literal(host) && !(t->uri_host = strdup(host))) {    /* RFC 7252 §5.10.1: name the host */
+        /* RFC 7252 §5.10.1: name the host */
+        if (!host_is_ip_literal(host) && !(t->uri_host = strdup(host))) {
+                free(host);
                 snprintf(err, err_size, "out of memory");
                 return -1;
+        }
+        t->sni_host = host;
+        if (cfg->servername) {  /* replaces the URI's host in the handshake only */
+                free(host);
+                if (!(t->sni_host = strdup(cfg->servername))) {
+                        snprintf(err, err_size, "out of memory");
+                        return -1;
+                }
         }
 
         t->ctx = coap_new_context(NULL);

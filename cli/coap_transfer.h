@@ -36,6 +36,7 @@ struct coap_transfer_config {
         const char *tls_key;
         const char *tls_trusted;        /* PEM trust anchors for the server's certificate; its
                                          * name must match the URI's host */
+        const char *servername;         /* SNI and the name checked instead of the URI's host */
 };
 
 struct coap_transfer_response {

@@ -27,6 +27,7 @@
 #include "coap_status.h"
 #include "kept_answer.h"
 #include "log.h"
+#include "psk_file.h"
 #include "manager.h"
 #include "request.h"
 
@@ -100,16 +101,8 @@ static void peer_name(coap_session_t *session, char *buf, size_t size) {
  * required. Everything but switching PSK or certificates on or off reloads
  * on SIGHUP (coap_server_apply_config). */
 
-#define PSK_IDENTITY_MAX 128
-#define PSK_KEY_MAX 64
 #define DTLS_MAX_HANDSHAKES 128         /* sessions in handshake at once */
 #define DTLS_SESSION_TIMEOUT 600        /* s an idle session (DTLS association) is kept */
-
-struct psk_entry {
-        char identity[PSK_IDENTITY_MAX + 1];
-        uint8_t key[PSK_KEY_MAX];
-        coap_bin_const_t bin;           /* points into key */
-};
 
 struct dtls_creds {
         char *psk_file, *certificate, *private_key, *client_ca;
@@ -127,165 +120,24 @@ static void dtls_creds_free(struct dtls_creds *d) {
         free(d->certificate);
         free(d->private_key);
         free(d->client_ca);
-        if (d->psk)
-                OPENSSL_cleanse(d->psk, d->n_psk * sizeof *d->psk);
-        free(d->psk);
+        psk_file_free(d->psk, d->n_psk);
         X509_STORE_free(d->client_store);
         sk_X509_NAME_pop_free(d->client_names, X509_NAME_free);
         free(d);
 }
 
-static int psk_cmp(const void *a, const void *b) {
-        return strcmp(((const struct psk_entry *) a)->identity, ((const struct psk_entry *) b)->identity);
-}
-
-static int hex_value(int c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-               c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* KEY is text, or hex when written 0xHEX. Never logged. */
-static int psk_parse_key(const char *k, uint8_t *out, size_t *len) {
-        size_t n = strlen(k);
-
-        if (n > 2 && k[0] == '0' && (k[1] == 'x' || k[1] == 'X')) {
-                k += 2;
-                n -= 2;
-                if (n % 2 || n / 2 > PSK_KEY_MAX)
-                        return -EINVAL;
-                for (size_t i = 0; i < n / 2; i++) {
-                        int hi = hex_value(k[2 * i]), lo = hex_value(k[2 * i + 1]);
-                        if (hi < 0 || lo < 0)
-                                return -EINVAL;
-                        out[i] = (uint8_t) (hi << 4 | lo);
-                }
-                *len = n / 2;
-                return 0;
-        }
-        if (n == 0 || n > PSK_KEY_MAX)
-                return -EINVAL;
-        memcpy(out, k, n);
-        *len = n;
-        return 0;
-}
-
-/* psk_file: "identity:key" lines, '#' comments, blank lines. Refused unless
- * only the owner may read it. */
-static int psk_load(const char *key, const char *path, struct psk_entry **ret, size_t *ret_n) {
-        struct psk_entry *v = NULL;
-        size_t n = 0, cap = 0, size = 0;
-        char *line = NULL;
-        unsigned lineno = 0;
-        struct stat st;
-        FILE *f;
-        int fd, r = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                log_error("%s: cannot open %s: %s", key, path, strerror(-r));
-                return r;
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                log_error("%s: %s is not a regular file", key, path);
-                close(fd);
-                return -EINVAL;
-        }
-        if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-                log_error("%s: %s holds secret keys but its mode %04o lets group or others read it; "
-                          "run: chmod 600 %s", key, path, (unsigned) (st.st_mode & 07777), path);
-                close(fd);
-                return -EPERM;
-        }
-        f = fdopen(fd, "re");
-        if (!f) {
-                r = -errno;
-                close(fd);
-                return r;
-        }
-        while (getline(&line, &size, f) >= 0) {
-                char *s = line, *colon, *end;
-                struct psk_entry *e;
-                size_t id_len;
-
-                lineno++;
-                s[strcspn(s, "\r\n")] = '\0';
-                while (*s == ' ' || *s == '\t')
-                        s++;
-                if (*s == '\0' || *s == '#')
-                        continue;
-                end = s + strlen(s);
-                while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-                        *--end = '\0';
-                colon = strchr(s, ':');
-                id_len = colon ? (size_t) (colon - s) : 0;
-                if (!colon || id_len == 0 || id_len > PSK_IDENTITY_MAX) {
-                        log_error("%s: %s line %u: expected IDENTITY:KEY with an identity of 1 to %d bytes",
-                                  key, path, lineno, PSK_IDENTITY_MAX);
-                        r = -EINVAL;
-                        break;
-                }
-                if (n == cap) {
-                        struct psk_entry *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof *v);
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                }
-                e = &v[n];
-                memset(e, 0, sizeof *e);
-                memcpy(e->identity, s, id_len);
-                if (psk_parse_key(colon + 1, e->key, &e->bin.length) < 0) {
-                        log_error("%s: %s line %u (identity \"%s\"): the key must be 1 to %d bytes of text, or 0x and hex digits",
-                                  key, path, lineno, e->identity, PSK_KEY_MAX);
-                        r = -EINVAL;
-                        break;
-                }
-                n++;
-        }
-        if (line)
-                OPENSSL_cleanse(line, size);
-        free(line);
-        fclose(f);
-        if (r == 0 && n == 0) {
-                log_error("%s: %s holds no IDENTITY:KEY line", key, path);
-                r = -EINVAL;
-        }
-        if (r == 0) {
-                qsort(v, n, sizeof *v, psk_cmp);
-                for (size_t i = 1; i < n; i++)
-                        if (strcmp(v[i - 1].identity, v[i].identity) == 0) {
-                                log_error("%s: %s names identity \"%s\" twice", key, path, v[i].identity);
-                                r = -EINVAL;
-                                break;
-                        }
-        }
-        if (r < 0) {
-                if (v)
-                        OPENSSL_cleanse(v, cap * sizeof *v);
-                free(v);
-                return r;
-        }
-        /* the table may move until here: point the keys now */
-        for (size_t i = 0; i < n; i++)
-                v[i].bin.s = v[i].key;
-        *ret = v;
-        *ret_n = n;
-        return 0;
-}
-
 /* validate_id_call_back: the key of a known identity, NULL refuses it */
 static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
         struct coap_server *s = server_of(session);
-        struct psk_entry probe, *e = NULL;
+        const struct psk_entry *e = NULL;
+        char probe[PSK_IDENTITY_MAX + 1];
         char peer[64];
 
         if (s && s->dtls && identity && identity->length <= PSK_IDENTITY_MAX &&
             !memchr(identity->s, '\0', identity->length)) {
-                memcpy(probe.identity, identity->s, identity->length);
-                probe.identity[identity->length] = '\0';
-                e = bsearch(&probe, s->dtls->psk, s->dtls->n_psk, sizeof *s->dtls->psk, psk_cmp);
+                memcpy(probe, identity->s, identity->length);
+                probe[identity->length] = '\0';
+                e = psk_file_find(s->dtls->psk, s->dtls->n_psk, probe);
         }
         if (!e) {
                 bool printable = identity && identity->length <= PSK_IDENTITY_MAX;
@@ -380,7 +232,7 @@ static int dtls_creds_load(const char *where, const struct cmpgw_listen *l, stru
         d->client_certificate = l->client_certificate;
         if (r == 0 && d->psk_file) {
                 snprintf(key, sizeof key, "%s.psk_file", where);
-                r = psk_load(key, d->psk_file, &d->psk, &d->n_psk);
+                r = psk_file_load(key, d->psk_file, &d->psk, &d->n_psk);
         }
         if (r == 0 && d->certificate)
                 r = server_cert_check(where, d->certificate, d->private_key);
@@ -732,14 +584,28 @@ static int content_format(const coap_pdu_t *pdu) {
         return (int) coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
 }
 
-/* The Uri-Host option (RFC 7252 §5.10.1), "" when absent or unusable. */
-static void request_uri_host(const coap_pdu_t *request, char *buf, size_t size) {
+/* The host a request is for (RFC 9482 §3, routing): its Uri-Host option
+ * (RFC 7252 §5.10.1), else the server name the DTLS client asked for (SNI,
+ * RFC 6066 §3), else "". */
+static void route_host(coap_session_t *session, const coap_pdu_t *request, char *buf, size_t size) {
         coap_opt_iterator_t it;
         coap_opt_t *o = coap_check_option(request, COAP_OPTION_URI_HOST, &it);
+        coap_tls_library_t lib;
+        const char *sni;
+        void *tls;
 
         buf[0] = '\0';
-        if (o && coap_opt_length(o) < size && memchr(coap_opt_value(o), '\0', coap_opt_length(o)) == NULL)
-                snprintf(buf, size, "%.*s", (int) coap_opt_length(o), (const char *) coap_opt_value(o));
+        if (o) {
+                if (coap_opt_length(o) < size && memchr(coap_opt_value(o), '\0', coap_opt_length(o)) == NULL)
+                        snprintf(buf, size, "%.*s", (int) coap_opt_length(o), (const char *) coap_opt_value(o));
+                return;
+        }
+        tls = coap_session_get_proto(session) == COAP_PROTO_DTLS ? coap_session_get_tls(session, &lib) : NULL;
+        if (!tls || lib != COAP_TLS_LIBRARY_OPENSSL)
+                return;
+        sni = SSL_get_servername(tls, TLSEXT_NAMETYPE_host_name);
+        if (sni && strlen(sni) < size)
+                snprintf(buf, size, "%s", sni);
 }
 
 static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) {
@@ -905,7 +771,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
                 return answer_error(response, 500, -1, "out of memory");
         }
         r->path = *path;
-        request_uri_host(request, r->uri_host, sizeof r->uri_host);
+        route_host(session, request, r->route_host, sizeof r->route_host);
         r->body = body;
         r->body_len = len;
         r->token_len = token.length;
@@ -960,7 +826,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                 return answer_error(response, 404, -1, "no such CMP resource");
         if (path.ann)
                 return answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
-        request_uri_host(request, host, sizeof host);
+        route_host(session, request, host, sizeof host);
         if (!config_route_host(c, path.label, host))
                 return answer_error(response, 404, -1, "no upstream takes this label or host");
         cf = content_format(request);
@@ -1321,7 +1187,7 @@ static void handle_unknown(coap_resource_t *resource, coap_session_t *session,
                 return answer_error(response, 404, -1, "bad label after /p/");
         if (r != CMP_PATH_OK)
                 return answer_error(response, 404, -1, "no such resource; CMP is at /.well-known/cmp");
-        request_uri_host(request, host, sizeof host);
+        route_host(session, request, host, sizeof host);
         if (!config_route_host(s->manager->config, path.label, host))
                 return answer_error(response, 404, -1, "no upstream takes this label or host");
         if (path.ann)

@@ -138,6 +138,7 @@ int manager_reload(Manager *m, char **ret_err) {
         config_free(m->config);
         m->config = c;
         manager_registry_changed(m);
+        upstream_coap_forget_sessions(m->coap_client);    /* new credentials for new sessions */
         log_info("reloaded %s: %zu upstreams", m->config_path, c->n_upstreams);
         sd_notify(false, "READY=1");
         notify_status(m);

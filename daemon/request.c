@@ -47,6 +47,10 @@ void request_free(struct request *r) {
         free(r->answer);
         free(r->upstream_name);
         free(r->upstream_uri);
+        free(r->upstream_tls.ca_file);
+        free(r->upstream_tls.certificate);
+        free(r->upstream_tls.private_key);
+        free(r->upstream_tls.psk_file);
         free(r);
 }
 
@@ -122,9 +126,14 @@ static void request_fail(struct request *r, int code, int max_age, const char *f
         request_answer(r);
 }
 
+static bool dup_or_null(const char *s, char **ret) {
+        *ret = s ? strdup(s) : NULL;
+        return !s || *ret;
+}
+
 static int route(struct request *r) {
         const struct cmpgw_config *c = r->manager->config;
-        const struct cmpgw_upstream *u = config_route_host(c, r->path.label, r->uri_host);
+        const struct cmpgw_upstream *u = config_route_host(c, r->path.label, r->route_host);
         char uri[2048];
 
         if (!u)
@@ -138,6 +147,11 @@ static int route(struct request *r) {
         r->upstream_timeout_usec = u->timeout_usec;
         r->upstream_chunked = u->chunked;
         r->upstream_max_connections = u->max_connections;
+        if (!dup_or_null(u->ca_file, &r->upstream_tls.ca_file) ||
+            !dup_or_null(u->certificate, &r->upstream_tls.certificate) ||
+            !dup_or_null(u->private_key, &r->upstream_tls.private_key) ||
+            !dup_or_null(u->psk_file, &r->upstream_tls.psk_file))
+                return -ENOMEM;
         return r->upstream_name && r->upstream_uri ? 0 : -ENOMEM;
 }
 

@@ -39,7 +39,7 @@ struct request {
         char client_subject[512];       /* coaps: client certificate subject (RFC 2253), "" when none */
 
         struct cmp_path path;
-        char uri_host[256];             /* Uri-Host option, "" when absent (routing, RFC 9482 §3) */
+        char route_host[256];           /* Uri-Host, else the DTLS SNI, else "" (routing, RFC 9482 §3) */
         uint8_t *body;                  /* the request PKIMessage, DER */
         size_t body_len;
         struct cmp_msg_info info;
@@ -51,6 +51,9 @@ struct request {
         bool upstream_coap;             /* coap:// upstream, else http(s):// */
         enum cmpgw_chunked upstream_chunked;
         uint32_t upstream_max_connections;
+        struct upstream_tls {           /* https:// and coaps:// (cmpgw.json(5)) */
+                char *ca_file, *certificate, *private_key, *psk_file;
+        } upstream_tls;
         struct upstream_call *call;     /* HTTP */
         struct coap_call *coap_call;    /* CoAP */
 

@@ -11,13 +11,17 @@
 #include <string.h>
 
 #include <coap3/coap.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "cmp_msg.h"
 #include "coap_status.h"
 #include "list.h"
 #include "log.h"
 #include "manager.h"
+#include "psk_file.h"
 #include "request.h"
+#include "tls_name.h"
 
 #define CT_PKIXCMP 259
 #define SESSION_MAX 64          /* cached sessions, one per upstream host:port */
@@ -32,6 +36,19 @@ struct coap_call {
         sd_event_source *deadline;
 };
 
+/* A cached session to one upstream: scheme, host, port and, for coaps://,
+ * the credentials it was opened with (RFC 9482 §4: DTLS sessions are kept
+ * and reused). libcoap keeps pointers into psk, sni and host. */
+struct upstream_session {
+        char key[1200];
+        coap_session_t *session;
+        char host[256];                 /* the certificate must name it */
+        char upstream[128];             /* for logs */
+        struct psk_entry *psk;          /* coaps with psk_file: one entry */
+        size_t n_psk;
+        X509_STORE *trust;              /* coaps with ca_file */
+};
+
 struct upstream_coap {
         sd_event *event;
         coap_context_t *ctx;
@@ -39,10 +56,7 @@ struct upstream_coap {
         struct gw_stats *stats;
         size_t max_response;
         LIST_HEAD(struct coap_call, calls);
-        struct {
-                char hostport[300];
-                coap_session_t *session;
-        } sessions[SESSION_MAX];
+        struct upstream_session *sessions[SESSION_MAX];
         size_t n_sessions;
 };
 
@@ -149,6 +163,8 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         return COAP_RESPONSE_OK;
 }
 
+static void session_forget(coap_session_t *session);
+
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
                     const coap_mid_t mid) {
         struct coap_call *c;
@@ -164,6 +180,11 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
                                  c->req->upstream_name);
         case COAP_NACK_RST:
                 return call_fail(c, 502, "upstream %s reset the exchange", c->req->upstream_name);
+        case COAP_NACK_TLS_FAILED:
+                session_forget(session);
+                return call_fail(c, 502, "DTLS handshake with upstream %s failed: check its psk_file, or "
+                                 "ca_file and certificate, in upstreams[] and the upstream's log",
+                                 c->req->upstream_name);
         default:
                 return call_fail(c, 503, "upstream %s unreachable", c->req->upstream_name);
         }
@@ -172,35 +193,204 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         struct coap_call *c = userdata;
 
+        if (coap_session_get_state(c->session) == COAP_SESSION_STATE_HANDSHAKE) {
+                /* a DTLS peer drops what it cannot authenticate: no alert */
+                session_forget(c->session);
+                return call_fail(c, 504, "DTLS handshake with upstream %s did not complete in time: "
+                                 "check its psk_file, or ca_file and certificate, and the upstream's log",
+                                 c->req->upstream_name), 0;
+        }
         call_fail(c, 504, "upstream %s did not answer in time", c->req->upstream_name);
         return 0;
 }
 
-static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *uri) {
+static void session_free(struct upstream_session *us) {
+        if (!us)
+                return;
+        if (us->session)
+                coap_session_release(us->session);
+        psk_file_free(us->psk, us->n_psk);
+        X509_STORE_free(us->trust);
+        free(us);
+}
+
+static struct upstream_session *session_find(coap_session_t *session) {
+        for (size_t i = 0; the_client && i < the_client->n_sessions; i++)
+                if (the_client->sessions[i]->session == session)
+                        return the_client->sessions[i];
+        return NULL;
+}
+
+/* The peer's chain verified against this upstream's own ca_file: libcoap
+ * 4.3.1 pools the trust anchors of all client sessions in one store (and
+ * calls no additional_tls_setup_call_back for clients), so its check alone
+ * would let one upstream's CA vouch for another. */
+static bool chain_trusted(struct upstream_session *us, coap_session_t *session, X509 *leaf) {
+        coap_tls_library_t lib;
+        SSL *ssl = coap_session_get_tls(session, &lib);
+        X509_STORE_CTX *v = X509_STORE_CTX_new();
+        bool ok;
+
+        ok = ssl && lib == COAP_TLS_LIBRARY_OPENSSL && v &&
+             X509_STORE_CTX_init(v, us->trust, leaf, SSL_get_peer_cert_chain(ssl)) == 1 &&
+             X509_STORE_CTX_set_purpose(v, X509_PURPOSE_SSL_SERVER) == 1 &&
+             X509_verify_cert(v) == 1;
+        if (!ok && v)
+                log_warning("upstream %s: its DTLS certificate does not chain to ca_file: %s", us->upstream,
+                            X509_verify_cert_error_string(X509_STORE_CTX_get_error(v)));
+        X509_STORE_CTX_free(v);
+        return ok;
+}
+
+/* validate_cn_call_back: the upstream's certificate must chain to its own
+ * ca_file and name the host of its URI (an iPAddress or dNSName SAN, or the
+ * CN). libcoap keeps one client setup per context, so the session, not the
+ * argument, says which upstream this is. */
+static int check_upstream_name(const char *cn, const uint8_t *der, size_t len, coap_session_t *session,
+                               unsigned depth, int validated, void *arg) {
+        struct upstream_session *us = session_find(session);
+        const unsigned char *p = der;
+        X509 *x;
+        int ok;
+
+        if (depth > 0)
+                return 1;
+        if (!us || !(x = d2i_X509(NULL, &p, (long) len)))
+                return 0;
+        ok = x509_names_host(x, us->host);
+        if (ok && !chain_trusted(us, session, x)) {
+                X509_free(x);
+                return 0;
+        }
+        X509_free(x);
+        if (!ok)
+                log_warning("upstream %s: its DTLS certificate (CN \"%s\") does not name %s: handshake refused",
+                            us->upstream, cn ? cn : "", us->host);
+        return ok;
+}
+
+static X509_STORE *trust_load(const char *upstream, const char *path) {
+        X509_STORE *st = X509_STORE_new();
+
+        if (st && X509_STORE_load_file(st, path) == 1)
+                return st;
+        log_error("upstreams.%s.ca_file: cannot load trust anchors from %s; give a PEM file of CA certificates",
+                  upstream, path);
+        X509_STORE_free(st);
+        return NULL;
+}
+
+static coap_session_t *open_dtls(struct upstream_coap *u, struct upstream_session *us, const coap_address_t *dst,
+                                 const struct request *r) {
+        const struct upstream_tls *tls = &r->upstream_tls;
+        char where[200];
+
+        if (tls->psk_file) {
+                coap_dtls_cpsk_t psk = { .version = COAP_DTLS_CPSK_SETUP_VERSION };
+
+                snprintf(where, sizeof where, "upstreams.%s.psk_file", r->upstream_name);
+                if (psk_file_load(where, tls->psk_file, &us->psk, &us->n_psk) < 0)
+                        return NULL;
+                if (us->n_psk != 1) {
+                        log_error("%s: %s holds %zu identities; an upstream takes exactly one (the gateway's)",
+                                  where, tls->psk_file, us->n_psk);
+                        return NULL;
+                }
+                psk.client_sni = host_is_ip_literal(us->host) ? NULL : us->host;
+                psk.psk_info.identity = (coap_bin_const_t) { strlen(us->psk->identity),
+                                                             (const uint8_t *) us->psk->identity };
+                psk.psk_info.key = us->psk->bin;
+                return coap_new_client_session_psk2(u->ctx, NULL, dst, COAP_PROTO_DTLS, &psk);
+        }
+        if (!(us->trust = trust_load(r->upstream_name, tls->ca_file)))
+                return NULL;
+        /* libcoap's own check needs the anchors in the context's one store */
+        if (!coap_context_set_pki_root_cas(u->ctx, tls->ca_file, NULL)) {
+                log_error("upstreams.%s.ca_file: libcoap cannot load %s", r->upstream_name, tls->ca_file);
+                return NULL;
+        }
+        coap_dtls_pki_t pki = {
+                .version = COAP_DTLS_PKI_SETUP_VERSION,
+                .verify_peer_cert = 1,
+                .cert_chain_validation = 1,
+                .cert_chain_verify_depth = 4,
+                .validate_cn_call_back = check_upstream_name,
+                .cn_call_back_arg = us,
+                .client_sni = host_is_ip_literal(us->host) ? NULL : us->host,
+                .pki_key = {
+                        .key_type = COAP_PKI_KEY_PEM,
+                        .key.pem = { .public_cert = tls->certificate, .private_key = tls->private_key },
+                },
+        };
+        return coap_new_client_session_pki(u->ctx, NULL, dst, COAP_PROTO_DTLS, &pki);
+}
+
+/* The cached session for r's upstream, or a new one. NULL when it cannot
+ * be opened (logged). */
+static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *uri, const struct request *r) {
+        const struct upstream_tls *tls = &r->upstream_tls;
         struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV };
         struct addrinfo *ai = NULL;
-        char host[256], port[8], key[300];
+        bool dtls = uri->scheme == COAP_URI_SCHEME_COAPS;
+        struct upstream_session *us;
+        char port[8], key[sizeof us->key];
         coap_address_t dst;
-        coap_session_t *s;
 
-        snprintf(host, sizeof host, "%.*s", (int) uri->host.length, (const char *) uri->host.s);
         snprintf(port, sizeof port, "%u", uri->port);
-        snprintf(key, sizeof key, "%s:%s", host, port);
+        snprintf(key, sizeof key, "%s|%.*s|%s|%s|%s|%s|%s", dtls ? "coaps" : "coap", (int) uri->host.length,
+                 (const char *) uri->host.s, port, r->upstream_name,
+                 dtls && tls->psk_file ? tls->psk_file : "", dtls && tls->ca_file ? tls->ca_file : "",
+                 dtls && tls->certificate ? tls->certificate : "");
         for (size_t i = 0; i < u->n_sessions; i++)
-                if (strcmp(u->sessions[i].hostport, key) == 0)
-                        return u->sessions[i].session;
-        if (u->n_sessions == SESSION_MAX || getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+                if (strcmp(u->sessions[i]->key, key) == 0)
+                        return u->sessions[i]->session;
+        if (uri->host.length >= sizeof us->host || !(us = calloc(1, sizeof *us)))
                 return NULL;
+        snprintf(us->key, sizeof us->key, "%s", key);
+        snprintf(us->host, sizeof us->host, "%.*s", (int) uri->host.length, (const char *) uri->host.s);
+        snprintf(us->upstream, sizeof us->upstream, "%s", r->upstream_name);
+        if (getaddrinfo(us->host, port, &hints, &ai) != 0 || !ai) {
+                log_warning("upstream %s: cannot resolve %s", r->upstream_name, us->host);
+                session_free(us);
+                return NULL;
+        }
         coap_address_init(&dst);
         memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
         dst.size = ai->ai_addrlen;
         freeaddrinfo(ai);
-        s = coap_new_client_session(u->ctx, NULL, &dst, COAP_PROTO_UDP);
-        if (!s)
+        us->session = dtls ? open_dtls(u, us, &dst, r) : coap_new_client_session(u->ctx, NULL, &dst, COAP_PROTO_UDP);
+        if (!us->session) {
+                session_free(us);
                 return NULL;
-        snprintf(u->sessions[u->n_sessions].hostport, sizeof u->sessions[0].hostport, "%s", key);
-        u->sessions[u->n_sessions++].session = s;
-        return s;
+        }
+        if (u->n_sessions == SESSION_MAX) {     /* the oldest goes; calls hold their own references */
+                session_free(u->sessions[0]);
+                memmove(u->sessions, u->sessions + 1, (SESSION_MAX - 1) * sizeof *u->sessions);
+                u->n_sessions--;
+        }
+        u->sessions[u->n_sessions++] = us;
+        return us->session;
+}
+
+/* a session that failed is not reused: the next request opens a new one */
+static void session_forget(coap_session_t *session) {
+        struct upstream_coap *u = the_client;
+
+        for (size_t i = 0; u && i < u->n_sessions; i++)
+                if (u->sessions[i]->session == session) {
+                        session_free(u->sessions[i]);
+                        memmove(u->sessions + i, u->sessions + i + 1, (u->n_sessions - i - 1) * sizeof *u->sessions);
+                        u->n_sessions--;
+                        return;
+                }
+}
+
+void upstream_coap_forget_sessions(struct upstream_coap *u) {
+        if (!u)
+                return;
+        for (size_t i = 0; i < u->n_sessions; i++)
+                session_free(u->sessions[i]);
+        u->n_sessions = 0;
 }
 
 /* libcoap 4.3.1 clients hang on a separate Block2 answer to a single-PDU
@@ -279,7 +469,7 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
         int ret;
 
         if (coap_split_uri((const uint8_t *) r->upstream_uri, strlen(r->upstream_uri), &uri) < 0 ||
-            uri.scheme != COAP_URI_SCHEME_COAP)
+            (uri.scheme != COAP_URI_SCHEME_COAP && uri.scheme != COAP_URI_SCHEME_COAPS))
                 return -EINVAL;
         c = calloc(1, sizeof *c);
         if (!c)
@@ -287,7 +477,7 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
         c->uc = u;
         c->req = r;
         LIST_PREPEND(calls, u->calls, c);
-        c->session = session_get(u, &uri);
+        c->session = session_get(u, &uri, r);
         if (!c->session) {
                 call_free(c);
                 return -EHOSTUNREACH;
@@ -368,8 +558,7 @@ struct upstream_coap *upstream_coap_free(struct upstream_coap *u) {
                 call_free(c);
         sd_event_source_disable_unref(u->io);
         sd_event_source_disable_unref(u->timer);
-        for (size_t i = 0; i < u->n_sessions; i++)
-                coap_session_release(u->sessions[i].session);
+        upstream_coap_forget_sessions(u);
         if (u->ctx)
                 coap_free_context(u->ctx);
         if (the_client == u)

@@ -15,7 +15,11 @@ int upstream_coap_new(sd_event *e, struct gw_stats *stats, size_t max_response,
                       struct upstream_coap **ret);
 struct upstream_coap *upstream_coap_free(struct upstream_coap *u);
 
-/* POST r->body to r->upstream_uri (coap://); request_complete(r, ...)
+/* POST r->body to r->upstream_uri (coap:// or coaps://); request_complete(r, ...)
  * follows on a later loop iteration, exactly once, unless cancelled. */
 int upstream_coap_submit(struct upstream_coap *u, struct request *r);
 void upstream_coap_cancel(struct upstream_coap *u, struct request *r);
+
+/* After a reload: open new sessions (new credentials) from now on; calls
+ * in flight keep theirs. */
+void upstream_coap_forget_sessions(struct upstream_coap *u);

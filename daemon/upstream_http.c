@@ -279,6 +279,15 @@ static int call_setup(struct upstream_call *c, bool fresh) {
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
         /* RFC 9482 §3: a reverse proxy never leaves the configured set */
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        /* RFC 9482 §4: the upstream's certificate checked against the configured
+         * trust anchors (curl's default store without ca_file); the gateway's
+         * client certificate when given. curl reads the files per connection. */
+        if (r->upstream_tls.ca_file)
+                curl_easy_setopt(e, CURLOPT_CAINFO, r->upstream_tls.ca_file);
+        if (r->upstream_tls.certificate) {
+                curl_easy_setopt(e, CURLOPT_SSLCERT, r->upstream_tls.certificate);
+                curl_easy_setopt(e, CURLOPT_SSLKEY, r->upstream_tls.private_key);
+        }
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (r->upstream_timeout_usec / 1000));
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (r->upstream_timeout_usec / 1000));

@@ -295,9 +295,49 @@ static int parse_hosts(struct parser *p, const char *where, struct json_object *
         return 0;
 }
 
+/* TLS towards an upstream (RFC 9482 §4): https:// takes trust anchors and a
+ * client certificate; coaps:// takes a PSK, or trust anchors and a client
+ * certificate. Files are read when a connection is made (so SIGHUP picks up
+ * new ones); only their presence is checked here. */
+static int parse_upstream_tls(struct parser *p, const char *where, struct json_object *o, struct cmpgw_upstream *u) {
+        static const char *const names[] = { "ca_file", "certificate", "private_key", "psk_file" };
+        char **fields[] = { &u->ca_file, &u->certificate, &u->private_key, &u->psk_file };
+        bool tls = u->scheme == SCHEME_HTTPS || u->scheme == SCHEME_COAPS;
+        struct json_object *v;
+        char key[96];
+        int r;
+
+        for (size_t k = 0; k < 4; k++) {
+                snprintf(key, sizeof key, "%s.%s", where, names[k]);
+                if (!json_object_object_get_ex(o, names[k], &v))
+                        continue;
+                if (!tls)
+                        return fail(p, key, "TLS settings belong to https:// and coaps:// upstreams only");
+                if (k == 3 && u->scheme != SCHEME_COAPS)
+                        return fail(p, key, "pre-shared keys are for coaps:// upstreams (DTLS); https:// takes ca_file and certificate");
+                if ((r = get_string(p, key, v, fields[k])) < 0)
+                        return r;
+        }
+        snprintf(key, sizeof key, "%s.certificate", where);
+        if (!u->certificate != !u->private_key)
+                return fail(p, key, "certificate and private_key go together");
+        if (u->psk_file && (u->certificate || u->ca_file))
+                return fail(p, key, "a coaps:// upstream takes psk_file, or ca_file and certificate, not both");
+        if (u->scheme == SCHEME_COAPS && !u->psk_file && !u->ca_file) {
+                snprintf(key, sizeof key, "%s.ca_file", where);
+                return fail(p, key, "missing: a coaps:// upstream needs psk_file (its PSK identity and key), "
+                            "or ca_file (trust anchors for its certificate) and certificate/private_key");
+        }
+        if (u->scheme == SCHEME_COAPS && u->ca_file && !u->certificate)
+                return fail(p, key, "missing: a coaps:// upstream with ca_file needs the gateway's certificate "
+                            "and private_key (libcoap's DTLS client presents one)");
+        return 0;
+}
+
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
         static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked",
-                                            "max_connections", NULL };
+                                            "max_connections", "ca_file", "certificate", "private_key",
+                                            "psk_file", NULL };
         uint64_t n;
         struct json_object *v;
         const char *rest;
@@ -322,8 +362,6 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
                 return r;
         if (!scheme_from_uri(u->uri, &u->scheme, &rest) || *rest == '\0' || *rest == '/')
                 return fail(p, KEY("uri"), "\"%s\": expected an http://, https://, coap:// or coaps:// URI with a host", u->uri);
-        if (u->scheme == SCHEME_COAPS)
-                return fail(p, KEY("uri"), "\"%s\": coaps:// upstreams are not supported by this version; use coap:// or https://", u->uri);
         if (json_object_object_get_ex(o, "timeout", &v) &&
             (r = get_seconds(p, KEY("timeout"), v, 0.1, 3600, &u->timeout_usec)) < 0)
                 return r;
@@ -353,6 +391,8 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
             (r = get_bool(p, KEY("default"), v, &u->is_default)) < 0)
                 return r;
         u->default_given = json_object_object_get_ex(o, "default", NULL);
+        if ((r = parse_upstream_tls(p, where, o, u)) < 0)
+                return r;
 #undef KEY
         return 0;
 }
@@ -692,6 +732,10 @@ void config_free(struct cmpgw_config *c) {
                 struct cmpgw_upstream *u = &c->upstreams[i];
                 free(u->name);
                 free(u->uri);
+                free(u->ca_file);
+                free(u->certificate);
+                free(u->private_key);
+                free(u->psk_file);
                 for (size_t j = 0; j < u->n_labels; j++)
                         free(u->labels[j]);
                 free(u->labels);

@@ -51,6 +51,10 @@ struct cmpgw_upstream {
         size_t n_hosts;
         bool is_default;                /* "default": true */
         bool default_given;             /* "default" present (false opts out of the one-upstream rule) */
+        char *ca_file;                  /* https/coaps: PEM trust anchors for the upstream's certificate */
+        char *certificate;              /* https/coaps: the gateway's client certificate (PEM), with */
+        char *private_key;              /*   its key (PEM) */
+        char *psk_file;                 /* coaps: "IDENTITY:KEY", the gateway's one PSK */
 };
 
 enum cmpgw_bus { BUS_SYSTEM, BUS_SESSION, BUS_NONE };

@@ -180,7 +180,13 @@ static void test_errors(void) {
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"ftp://a/\"}]}",
                      "upstreams[0].uri");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"coaps://a/\"}]}",
-                     "coaps:// upstreams are not supported");
+                     "upstreams[0].ca_file: missing");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"ca_file\":\"x\"}]}",
+                     "upstreams[0].ca_file: TLS settings belong to https:// and coaps://");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"https://a/\",\"psk_file\":\"x\"}]}",
+                     "upstreams[0].psk_file: pre-shared keys are for coaps://");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"coaps://a/\",\"ca_file\":\"x\"}]}",
+                     "needs the gateway's certificate");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"uri\":\"http://a/\"}]}",
                      "upstreams[0].name: missing");
         expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\",\"timeout\":\"5\"}]}",
