@@ -450,6 +450,13 @@ static int crls_take(struct announce *a, struct cmp_ann *ann, int64_t now, char 
         return 0;
 }
 
+bool announce_is_latest(const struct announce *a, const uint8_t *der, size_t len) {
+        for (size_t i = 0; i < sizeof a->latest / sizeof a->latest[0]; i++)
+                if (a->latest[i] && a->latest[i]->len == len && memcmp(a->latest[i]->data, der, len) == 0)
+                        return true;
+        return false;
+}
+
 int announce_publish(struct announce *a, const uint8_t *der, size_t len, int64_t now, char **why) {
         struct cmp_ann *ann = NULL;
         struct announce_blob *blob = NULL;

@@ -79,6 +79,9 @@ int announce_set_trusted(struct announce *a, const char *trusted, char **why);
  * Nothing changes unless it returns 0. */
 int announce_publish(struct announce *a, const uint8_t *der, size_t len, int64_t now, char **why);
 
+/* DER is byte for byte the latest announcement of some kind already */
+bool announce_is_latest(const struct announce *a, const uint8_t *der, size_t len);
+
 /* The latest announcement of any kind (NULL before the first); borrowed. */
 struct announce_blob *announce_latest(const struct announce *a);
 /* The latest of one kind, NULL if none; borrowed. */

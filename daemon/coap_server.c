@@ -68,6 +68,7 @@ struct coap_server {
         LIST_HEAD(struct ann_observer, observers);
         unsigned n_observers;
         bool ann_observable;                    /* libcoap registers new observers */
+        struct log_ratelimit limited_log, psk_log;
         sd_event_source *ann_keepalive;         /* the periodic Confirmable notification */
 };
 
@@ -143,6 +144,8 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity, coap_sessi
                 bool printable = identity && identity->length <= PSK_IDENTITY_MAX;
                 for (size_t i = 0; printable && i < identity->length; i++)
                         printable = identity->s[i] >= 0x20 && identity->s[i] < 0x7f && identity->s[i] != '"';
+                if (!s || !log_ratelimit_ok(&s->psk_log, now_usec(s)))
+                        return NULL;
                 peer_name(session, peer, sizeof peer);
                 log_info("DTLS from %s: unknown PSK identity \"%.*s\"%s: handshake refused", peer,
                          printable ? (int) identity->length : 0, printable ? (const char *) identity->s : "",
@@ -465,6 +468,46 @@ static void answer_too_large(struct coap_server *s, coap_pdu_t *response, size_t
         coap_add_data(response, strlen(diag), (const uint8_t *) diag);
 }
 
+/* ---- limits (RFC 9482 §4: resource exhaustion) -----------------------
+ * Per peer (IP address): a token bucket of messages and observations
+ * started (limits.rate, limits.burst), transactions in flight
+ * (limits.in_flight_per_peer), ann observers; all refused with 4.29 Too
+ * Many Requests and Max-Age saying when to come back (RFC 8516). Globally:
+ * bytes held by incomplete Block1 transfers (limits.buffered_bytes), 5.03. */
+
+#define OBSERVER_RETRY_SEC 60
+
+static void peer_key_of_session(coap_session_t *session, struct peer_key *k) {
+        const coap_address_t *a = coap_session_get_addr_remote(session);
+
+        peer_key_of(a ? &a->addr.sa : NULL, k);
+}
+
+static void refuse_peer(struct coap_server *s, coap_session_t *session, coap_pdu_t *response,
+                        uint64_t *counter, unsigned retry_sec, const char *what) {
+        char peer[64], diag[160];
+
+        (*counter)++;
+        peer_name(session, peer, sizeof peer);
+        if (log_ratelimit_ok(&s->limited_log, now_usec(s)))
+                log_info("%s: refused, %s", peer, what);
+        snprintf(diag, sizeof diag, "too many requests from this address (%s); retry after Max-Age", what);
+        answer_error(response, 429, (int) retry_sec, diag);
+}
+
+/* A message or observation starts: within the peer's rate? Else 4.29. */
+static bool admit_start(struct coap_server *s, coap_session_t *session, coap_pdu_t *response) {
+        const struct cmpgw_config *c = s->manager->config;
+        struct peer_key k;
+        unsigned retry = 1;
+
+        peer_key_of_session(session, &k);
+        if (peer_limits_take(s->manager->peers, &k, now_usec(s), c->limit_rate, c->limit_burst, &retry))
+                return true;
+        refuse_peer(s, session, response, &s->manager->stats.limited_rate, retry, "limits.rate");
+        return false;
+}
+
 static void release_answer(coap_session_t *session, void *app_ptr) {
         free(app_ptr);
 }
@@ -539,8 +582,11 @@ static struct transfer *transfer_new(struct coap_server *s, coap_session_t *sess
 }
 
 static int transfer_append(struct coap_server *s, struct transfer *t, const uint8_t *data, size_t len) {
-        uint8_t *b = realloc(t->buf, t->len + len);
+        uint8_t *b;
 
+        if (s->buffered + len > s->manager->config->limit_buffered)
+                return -ENOBUFS;
+        b = realloc(t->buf, t->len + len);
         if (!b && t->len + len > 0)
                 return -ENOMEM;
         t->buf = b;
@@ -759,6 +805,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
                           const struct cmp_path *path, uint8_t *body, size_t len, bool single_pdu) {
         coap_bin_const_t token = coap_pdu_get_token(request);
         struct request *r;
+        unsigned n;
 
         if (s->manager->stopping) {
                 free(body);
@@ -769,6 +816,15 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
         if (!r) {
                 free(body);
                 return answer_error(response, 500, -1, "out of memory");
+        }
+        peer_key_of_session(session, &r->peer_key);
+        n = peer_limits_add_in_flight(s->manager->peers, &r->peer_key, now_usec(s));
+        r->in_flight_counted = n > 0;
+        if (n == 0 || n > s->manager->config->limit_in_flight) {
+                request_free(r);
+                free(body);
+                return refuse_peer(s, session, response, &s->manager->stats.limited_in_flight, 1,
+                                   "limits.in_flight_per_peer");
         }
         r->path = *path;
         route_host(session, request, r->route_host, sizeof r->route_host);
@@ -813,7 +869,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         struct transfer *t;
         const uint8_t *data;
         size_t len, offset, total;
-        int cf;
+        int cf, r;
 
         /* RFC 9482 §2.5: CMP messages never use multicast; never answer one */
         if (is_multicast(session))
@@ -848,6 +904,8 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                 transfer_free(s, t);
                 t = NULL;
         }
+        if (offset == 0 && !admit_start(s, session, response))
+                return;
         if (offset + len == total && offset == 0) {     /* the whole body in one PDU */
                 uint8_t *body = len ? malloc(len) : NULL;
                 if (len && !body)
@@ -867,9 +925,16 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                         transfer_free(s, t);
                 return answer_error(response, 408, -1, "block out of sequence: start again with block 0");
         }
-        if (transfer_append(s, t, data, len) < 0) {
+        r = transfer_append(s, t, data, len);
+        if (r < 0) {
                 transfer_free(s, t);
-                return answer_error(response, 500, -1, "out of memory");
+                if (r != -ENOBUFS)
+                        return answer_error(response, 500, -1, "out of memory");
+                s->manager->stats.limited_buffered++;
+                if (log_ratelimit_ok(&s->limited_log, now_usec(s)))
+                        log_warning("block-wise buffer full (limits.buffered_bytes = %llu): transfer refused",
+                                    (unsigned long long) c->limit_buffered);
+                return answer_error(response, 503, 5, "gateway busy: too many block-wise transfers buffered; retry later");
         }
         /* RFC 7959 §2.3: more blocks to come (libcoap reports total > offset + len) */
         if (offset + len < total) {
@@ -915,10 +980,10 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  *     resources are made not observable, so a GET with Observe gets 2.05
  *     without the Observe option (§2.6 allows it); notifications switch it
  *     on for the moment they are sent.
- *   - announcements.max_observers_per_peer (per IP address) is only
- *     reported for now: libcoap 4.3.1 registers an observer before our
- *     handler runs and cannot drop a single one, and ending it with an
- *     error notification crashed under test.
+ *   - announcements.max_observers_per_peer (per IP address): a registration
+ *     over it is answered 4.29 with Max-Age, which ends it (libcoap 4.3.1
+ *     registers an observer before our handler runs and drops it, without
+ *     the Observe option, only on an error answer).
  * Our own list of observers follows libcoap's: registrations, Observe
  * deregistrations, failed or reset Confirmable notifications (the NACK
  * handler), sessions that end. */
@@ -935,6 +1000,7 @@ struct ann_observer {
         uint8_t token[8];
         size_t token_len;
         char addr[64];                  /* the peer's IP address */
+        struct peer_key key;            /* counted in its peer_limits */
 };
 
 static const char ann_marker[] = "ann";
@@ -961,16 +1027,8 @@ static struct ann_observer *observer_find(struct coap_server *s, coap_session_t 
         return NULL;
 }
 
-static unsigned observers_of_peer(struct coap_server *s, const char *addr) {
-        struct ann_observer *o;
-        unsigned n = 0;
-
-        for (o = s->observers; o; o = o->observers_next)
-                n += strcmp(o->addr, addr) == 0;
-        return n;
-}
-
 static void observer_free(struct coap_server *s, struct ann_observer *o) {
+        peer_limits_drop_observer(s->manager->peers, &o->key);
         LIST_REMOVE(observers, s->observers, o);
         s->n_observers--;
         free(o);
@@ -1009,6 +1067,8 @@ static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t 
         o->token_len = token.length < sizeof o->token ? token.length : sizeof o->token;
         memcpy(o->token, token.s, o->token_len);
         peer_address(session, o->addr, sizeof o->addr);
+        peer_key_of_session(session, &o->key);
+        peer_limits_add_observer(s->manager->peers, &o->key, now_usec(s));
         LIST_PREPEND(observers, s->observers, o);
         s->n_observers++;
         return o;
@@ -1101,24 +1161,26 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
         if (obs)
                 observe = (int) coap_decode_var_bytes(coap_opt_value(obs), coap_opt_length(obs));
         o = observer_find(s, session, token.s, token.length);
+        if (!notification && !o && !admit_start(s, session, response))
+                return;         /* 4.29: libcoap drops the observer it just added */
         if (observe == COAP_OBSERVE_CANCEL && o && !notification) {
                 observer_free(s, o);
                 ann_update_observable(s);
                 o = NULL;
         } else if (observe == COAP_OBSERVE_ESTABLISH && is_ann_resource(resource) &&
-                   (notification || s->ann_observable)) {
-                /* libcoap holds an observer for this token: ours too */
-                if (!o && (o = observer_add(s, resource, session, token))) {
-                        unsigned limit = s->manager->config->ann_max_observers_per_peer;
-                        /* libcoap 4.3.1 registers the observer before this handler
-                         * runs and cannot drop one; ending it with an error
-                         * notification proved unsafe (a crash), so the per-peer
-                         * limit is only reported until that is solved. */
-                        if (!notification && observers_of_peer(s, o->addr) > limit)
-                                log_warning("announcements: %s observes more than %u times "
-                                            "(announcements.max_observers_per_peer)", o->addr, limit);
+                   (notification || s->ann_observable) && !o) {
+                /* libcoap holds an observer for this token: ours too, unless
+                 * the peer has its share. libcoap 4.3.1 registers it before
+                 * this handler and cannot drop one; an error answer is the
+                 * one way to end it: 4.29 carries no Observe (RFC 7641 §4.1) */
+                struct peer_key k;
+                peer_key_of_session(session, &k);
+                if (!notification && peer_limits_observers(s->manager->peers, &k) >=
+                                     s->manager->config->ann_max_observers_per_peer)
+                        return refuse_peer(s, session, response, &s->manager->stats.limited_observers,
+                                           OBSERVER_RETRY_SEC, "announcements.max_observers_per_peer");
+                if (observer_add(s, resource, session, token))
                         ann_update_observable(s);
-                }
         }
         ann_answer_content(s, resource, session, request, query, response);
 }
@@ -1384,6 +1446,7 @@ static int on_gc(sd_event_source *src, uint64_t usec, void *userdata) {
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
                 if (usec > t->last_usec + limit) {
                         log_debug("dropping an abandoned block-wise transfer of %zu bytes", t->len);
+                        s->manager->stats.transfers_abandoned++;
                         transfer_free(s, t);
                 }
         sd_event_source_set_time_relative(src, 1000000);
@@ -1418,6 +1481,10 @@ void coap_server_release_request(struct coap_server *s, struct request *r) {
         if (r->session)
                 coap_session_release(r->session);
         r->session = NULL;
+}
+
+size_t coap_server_buffered_bytes(const struct coap_server *s) {
+        return s ? s->buffered : 0;
 }
 
 unsigned coap_server_pending_transfers(const struct coap_server *s) {
@@ -1515,6 +1582,8 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
                 return -ENOMEM;
         }
         s->manager = m;
+        s->limited_log.what = "requests refused by limits";
+        s->psk_log.what = "unknown PSK identities";
         s->ctx = coap_new_context(NULL);
         if (!s->ctx) {
                 kept_answers_free(s->kept);

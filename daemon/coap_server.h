@@ -21,6 +21,8 @@ void coap_server_answer(struct coap_server *s, struct request *r);
 void coap_server_release_request(struct coap_server *s, struct request *r);
 
 unsigned coap_server_pending_transfers(const struct coap_server *s);
+/* bytes held by incomplete Block1 transfers (limits.buffered_bytes) */
+size_t coap_server_buffered_bytes(const struct coap_server *s);
 
 /* A new announcement is the latest: notify the observers of every ann
  * resource (RFC 7641). */

@@ -434,6 +434,17 @@ static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_err
                         "devices", "t", device_count(m),
                         "uptime_sec", "t", (uint64_t) (now > since ? (now - since) / 1000000 : 0));
         if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
+                        "limited_rate", "t", s->limited_rate,
+                        "limited_in_flight", "t", s->limited_in_flight,
+                        "limited_buffered", "t", s->limited_buffered,
+                        "limited_observers", "t", s->limited_observers,
+                        "transfers_abandoned", "t", s->transfers_abandoned,
+                        "transfers_pending", "u", coap_server_pending_transfers(m->coap),
+                        "buffered_bytes", "t", (uint64_t) coap_server_buffered_bytes(m->coap),
+                        "peers_tracked", "u", peer_limits_count(m->peers),
+                        "ann_observers", "u", coap_server_ann_observers(m->coap));
+        if (r >= 0)
                 r = append_upstream_health(reply, m);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);

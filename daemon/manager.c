@@ -139,6 +139,8 @@ int manager_reload(Manager *m, char **ret_err) {
         m->config = c;
         manager_registry_changed(m);
         upstream_coap_forget_sessions(m->coap_client);    /* new credentials for new sessions */
+        if (upstream_coap_watch_announcements(m->coap_client, c) < 0)
+                log_warning("reload: cannot observe upstream announcements");
         log_info("reloaded %s: %zu upstreams", m->config_path, c->n_upstreams);
         sd_notify(false, "READY=1");
         notify_status(m);
@@ -195,6 +197,23 @@ static void on_announce_event(const struct announce_event *ev, void *userdata) {
         }
 }
 
+/* An upstream's ann brought an announcement: validated and published like
+ * the operator's, so it reaches our observers and D-Bus (RFC 9482 §2.6). */
+static void on_upstream_announcement(const char *name, const uint8_t *der, size_t len, void *userdata) {
+        Manager *m = userdata;
+        char *why = NULL;
+        int r;
+
+        if (!m->announce || announce_is_latest(m->announce, der, len))
+                return;         /* what every re-registration brings again */
+        r = announce_publish(m->announce, der, len, (int64_t) time(NULL), &why);
+        if (r == -ESTALE)
+                log_debug("announcement from upstream %s not newer than ours: %s", name, why ? why : "");
+        else if (r < 0)
+                log_warning("announcement from upstream %s refused: %s", name, why ? why : strerror(-r));
+        free(why);
+}
+
 static int manager_open_announce(Manager *m) {
         char *dir = strdup(m->config->registry_path), *why = NULL;
         int r;
@@ -249,7 +268,10 @@ int manager_new(const char *config_path, struct cmpgw_config *config, Manager **
                 return -ENOMEM;
         m->config = config;
         m->config_path = strdup(config_path);
-        if (!m->config_path) {
+        m->peers = peer_limits_new();
+        if (!m->config_path || !m->peers) {
+                free(m->config_path);
+                peer_limits_free(m->peers);
                 free(m);
                 return -ENOMEM;
         }
@@ -314,9 +336,13 @@ int manager_start(Manager *m) {
         r = upstream_coap_new(m->event, &m->stats, m->config->max_message_size, &m->coap_client);
         if (r < 0)
                 return log_error("cannot set up the CoAP upstream client: %s", strerror(-r)), r;
+        upstream_coap_set_ann_handler(m->coap_client, on_upstream_announcement, m);
         r = coap_server_new(m, m->config, &m->coap);
         if (r < 0)
                 return r;
+        r = upstream_coap_watch_announcements(m->coap_client, m->config);
+        if (r < 0)
+                return log_error("cannot observe upstream announcements: %s", strerror(-r)), r;
         r = dbus_api_new(m, m->config->bus, &m->dbus);
         if (r < 0)
                 return r;
@@ -348,6 +374,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->renew_timer);
         m->registry = registry_close(m->registry);
         m->announce = announce_free(m->announce);
+        m->peers = peer_limits_free(m->peers);
         sd_event_source_disable_unref(m->sig_term);
         sd_event_source_disable_unref(m->sig_int);
         sd_event_source_disable_unref(m->sig_hup);

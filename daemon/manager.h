@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "list.h"
+#include "peer_limits.h"
 #include "request.h"
 
 struct coap_server;
@@ -23,6 +24,12 @@ struct gw_stats {
         uint64_t answered_2xx, answered_4xx, answered_5xx;
         uint64_t upstream_errors;
         uint64_t upstream_retries;      /* fresh-connection resends */
+        /* refused by limits (RFC 9482 §4), see cmpgw.json(5) "limits" */
+        uint64_t limited_rate;          /* 4.29: limits.rate */
+        uint64_t limited_in_flight;     /* 4.29: limits.in_flight_per_peer */
+        uint64_t limited_buffered;      /* 5.03: limits.buffered_bytes */
+        uint64_t limited_observers;     /* 4.29: announcements.max_observers_per_peer */
+        uint64_t transfers_abandoned;   /* Block1 transfers dropped after coap.transfer_timeout */
 };
 
 struct Manager {
@@ -39,6 +46,7 @@ struct Manager {
         struct registry *registry;
         struct dbus_api *dbus;          /* NULL with "dbus": {"bus": "none"} */
         struct announce *announce;      /* the announcement store and CRL cache */
+        struct peer_limits *peers;      /* per-peer rate, in-flight and observer counts */
         sd_event_source *renew_timer;   /* the earliest renewal or expiry */
         uint64_t started_usec;          /* CLOCK_MONOTONIC */
 

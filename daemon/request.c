@@ -40,6 +40,8 @@ void request_free(struct request *r) {
                 upstream_http_cancel(r->manager->http, r);
         if (r->coap_call)
                 upstream_coap_cancel(r->manager->coap_client, r);
+        if (r->in_flight_counted)
+                peer_limits_drop_in_flight(r->manager->peers, &r->peer_key);
         LIST_REMOVE(requests, r->manager->requests, r);
         r->manager->n_requests--;
         dbus_api_properties_changed(r->manager->dbus);

@@ -16,6 +16,7 @@
 #include "cmp_path.h"
 #include "config.h"
 #include "list.h"
+#include "peer_limits.h"
 
 typedef struct Manager Manager;
 struct upstream_call;
@@ -35,6 +36,8 @@ struct request {
         coap_mid_t mid;                 /* of the request's last PDU */
         bool defer_ack;                 /* single-PDU CON: no empty ACK (see coap_server.c) */
         char peer[64];
+        struct peer_key peer_key;
+        bool in_flight_counted;         /* in the peer's limits.in_flight_per_peer */
         char psk_identity[129];         /* coaps: DTLS PSK identity, "" when none */
         char client_subject[512];       /* coaps: client certificate subject (RFC 2253), "" when none */
 

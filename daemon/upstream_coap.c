@@ -49,6 +49,28 @@ struct upstream_session {
         X509_STORE *trust;              /* coaps with ca_file */
 };
 
+/* An upstream's ann observed (RFC 9482 §2.6, RFC 7641): registered at
+ * start and reload, again every "ann_reregister" seconds (the SHOULD of §2.6), and
+ * after a failure or a drop with backoff from WATCH_RETRY_MIN_SEC doubling
+ * to WATCH_RETRY_MAX_SEC. */
+#define WATCH_RETRY_MIN_SEC 2
+#define WATCH_RETRY_MAX_SEC 300
+
+struct ann_watch {
+        LIST_FIELDS(struct ann_watch, watches);
+        struct upstream_coap *uc;
+        char *name;
+        char *uri;                      /* ..../ann */
+        struct upstream_tls tls;
+        coap_session_t *session;        /* referenced while registered or trying */
+        uint8_t token[8];
+        size_t token_len;
+        bool observing;                 /* the last answer carried Observe */
+        unsigned retry_sec;
+        uint64_t refresh_usec;
+        sd_event_source *timer;
+};
+
 struct upstream_coap {
         sd_event *event;
         coap_context_t *ctx;
@@ -58,6 +80,9 @@ struct upstream_coap {
         LIST_HEAD(struct coap_call, calls);
         struct upstream_session *sessions[SESSION_MAX];
         size_t n_sessions;
+        LIST_HEAD(struct ann_watch, watches);
+        upstream_ann_fn ann_fn;
+        void *ann_userdata;
 };
 
 /* libcoap 4.3.1 has no application data on a context; cmpgwd has one client. */
@@ -118,6 +143,9 @@ static unsigned option_uint(const coap_pdu_t *pdu, uint16_t opt, unsigned dflt) 
         return o ? coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o)) : dflt;
 }
 
+static coap_response_t watch_response(struct upstream_coap *u, const coap_pdu_t *received);
+static void watch_failed(struct upstream_coap *u, coap_bin_const_t token, coap_nack_reason_t reason);
+
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid) {
         struct upstream_coap *u = the_client;
@@ -131,7 +159,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         int cls;
 
         if (!c)
-                return COAP_RESPONSE_OK;        /* late or unknown: ignore */
+                return watch_response(u, received);     /* an ann notification, or late or unknown */
         if (code == COAP_EMPTY_CODE || code == COAP_RESPONSE_CODE_CONTINUE)
                 return COAP_RESPONSE_OK;        /* separate response, or more blocks, follow */
         coap_get_data_large(received, &len, &data, &offset, &total);
@@ -173,7 +201,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
                 return;
         c = call_by_token(the_client, coap_pdu_get_token(sent));
         if (!c)
-                return;
+                return watch_failed(the_client, coap_pdu_get_token(sent), reason);
         switch (reason) {
         case COAP_NACK_TOO_MANY_RETRIES:
                 return call_fail(c, 504, "upstream %s did not acknowledge (CoAP retransmissions exhausted)",
@@ -281,14 +309,13 @@ static X509_STORE *trust_load(const char *upstream, const char *path) {
 }
 
 static coap_session_t *open_dtls(struct upstream_coap *u, struct upstream_session *us, const coap_address_t *dst,
-                                 const struct request *r) {
-        const struct upstream_tls *tls = &r->upstream_tls;
+                                 const char *name, const struct upstream_tls *tls) {
         char where[200];
 
         if (tls->psk_file) {
                 coap_dtls_cpsk_t psk = { .version = COAP_DTLS_CPSK_SETUP_VERSION };
 
-                snprintf(where, sizeof where, "upstreams.%s.psk_file", r->upstream_name);
+                snprintf(where, sizeof where, "upstreams.%s.psk_file", name);
                 if (psk_file_load(where, tls->psk_file, &us->psk, &us->n_psk) < 0)
                         return NULL;
                 if (us->n_psk != 1) {
@@ -302,11 +329,11 @@ static coap_session_t *open_dtls(struct upstream_coap *u, struct upstream_sessio
                 psk.psk_info.key = us->psk->bin;
                 return coap_new_client_session_psk2(u->ctx, NULL, dst, COAP_PROTO_DTLS, &psk);
         }
-        if (!(us->trust = trust_load(r->upstream_name, tls->ca_file)))
+        if (!(us->trust = trust_load(name, tls->ca_file)))
                 return NULL;
         /* libcoap's own check needs the anchors in the context's one store */
         if (!coap_context_set_pki_root_cas(u->ctx, tls->ca_file, NULL)) {
-                log_error("upstreams.%s.ca_file: libcoap cannot load %s", r->upstream_name, tls->ca_file);
+                log_error("upstreams.%s.ca_file: libcoap cannot load %s", name, tls->ca_file);
                 return NULL;
         }
         coap_dtls_pki_t pki = {
@@ -327,8 +354,8 @@ static coap_session_t *open_dtls(struct upstream_coap *u, struct upstream_sessio
 
 /* The cached session for r's upstream, or a new one. NULL when it cannot
  * be opened (logged). */
-static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *uri, const struct request *r) {
-        const struct upstream_tls *tls = &r->upstream_tls;
+static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *uri, const char *name,
+                                   const struct upstream_tls *tls) {
         struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV };
         struct addrinfo *ai = NULL;
         bool dtls = uri->scheme == COAP_URI_SCHEME_COAPS;
@@ -338,7 +365,7 @@ static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *ur
 
         snprintf(port, sizeof port, "%u", uri->port);
         snprintf(key, sizeof key, "%s|%.*s|%s|%s|%s|%s|%s", dtls ? "coaps" : "coap", (int) uri->host.length,
-                 (const char *) uri->host.s, port, r->upstream_name,
+                 (const char *) uri->host.s, port, name,
                  dtls && tls->psk_file ? tls->psk_file : "", dtls && tls->ca_file ? tls->ca_file : "",
                  dtls && tls->certificate ? tls->certificate : "");
         for (size_t i = 0; i < u->n_sessions; i++)
@@ -348,9 +375,9 @@ static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *ur
                 return NULL;
         snprintf(us->key, sizeof us->key, "%s", key);
         snprintf(us->host, sizeof us->host, "%.*s", (int) uri->host.length, (const char *) uri->host.s);
-        snprintf(us->upstream, sizeof us->upstream, "%s", r->upstream_name);
+        snprintf(us->upstream, sizeof us->upstream, "%s", name);
         if (getaddrinfo(us->host, port, &hints, &ai) != 0 || !ai) {
-                log_warning("upstream %s: cannot resolve %s", r->upstream_name, us->host);
+                log_warning("upstream %s: cannot resolve %s", name, us->host);
                 session_free(us);
                 return NULL;
         }
@@ -358,7 +385,7 @@ static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *ur
         memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
         dst.size = ai->ai_addrlen;
         freeaddrinfo(ai);
-        us->session = dtls ? open_dtls(u, us, &dst, r) : coap_new_client_session(u->ctx, NULL, &dst, COAP_PROTO_UDP);
+        us->session = dtls ? open_dtls(u, us, &dst, name, tls) : coap_new_client_session(u->ctx, NULL, &dst, COAP_PROTO_UDP);
         if (!us->session) {
                 session_free(us);
                 return NULL;
@@ -463,6 +490,191 @@ static void process(struct upstream_coap *u) {
         schedule(u);
 }
 
+/* ---- announcements from upstreams (RFC 9482 §2.6) ------------------- */
+
+static struct ann_watch *watch_by_token(struct upstream_coap *u, coap_bin_const_t token) {
+        struct ann_watch *w, *n;
+
+        LIST_FOREACH_SAFE(watches, w, n, u->watches)
+                if (w->token_len == token.length && memcmp(w->token, token.s, token.length) == 0)
+                        return w;
+        return NULL;
+}
+
+static void watch_schedule(struct ann_watch *w, uint64_t usec) {
+        sd_event_source_set_time_relative(w->timer, usec);
+        sd_event_source_set_enabled(w->timer, SD_EVENT_ONESHOT);
+}
+
+static void watch_backoff(struct ann_watch *w, const char *why) {
+        w->retry_sec = w->retry_sec ? w->retry_sec * 2 : WATCH_RETRY_MIN_SEC;
+        if (w->retry_sec > WATCH_RETRY_MAX_SEC)
+                w->retry_sec = WATCH_RETRY_MAX_SEC;
+        if (w->observing || w->retry_sec == WATCH_RETRY_MIN_SEC)
+                log_warning("upstream %s: not observing %s (%s); registering again in %u s",
+                            w->name, w->uri, why, w->retry_sec);
+        w->observing = false;
+        watch_schedule(w, w->retry_sec * 1000000ULL);
+}
+
+/* GET with Observe 0 (RFC 7641 §3.1); the same token again re-registers */
+static int watch_register(struct ann_watch *w) {
+        struct upstream_coap *u = w->uc;
+        coap_optlist_t *opts = NULL;
+        uint8_t path[512], buf[4];
+        size_t path_len = sizeof path;
+        coap_session_t *session;
+        coap_pdu_t *pdu;
+        coap_uri_t uri;
+        int segs;
+
+        if (coap_split_uri((const uint8_t *) w->uri, strlen(w->uri), &uri) < 0)
+                return -EINVAL;
+        session = session_get(u, &uri, w->name, &w->tls);
+        if (!session)
+                return -EHOSTUNREACH;
+        if (w->session != session) {
+                if (w->session)
+                        coap_session_release(w->session);
+                w->session = coap_session_reference(session);
+                coap_session_new_token(session, &w->token_len, w->token);
+        }
+        pdu = coap_new_pdu(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, session);
+        if (!pdu)
+                return -ENOMEM;
+        coap_add_token(pdu, w->token_len, w->token);
+        coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_OBSERVE,
+                                                    coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_ESTABLISH), buf));
+        segs = uri.path.length ? coap_split_path(uri.path.s, uri.path.length, path, &path_len) : 0;
+        for (uint8_t *p = path; segs-- > 0; p += coap_opt_size(p))
+                coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p), coap_opt_value(p)));
+        coap_add_optlist_pdu(pdu, &opts);
+        coap_delete_optlist(opts);
+        if (coap_send(session, pdu) == COAP_INVALID_MID)
+                return -EIO;
+        log_debug("upstream %s: GET %s with Observe", w->name, w->uri);
+        return 0;
+}
+
+static int on_watch_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct ann_watch *w = userdata;
+        int r = watch_register(w);
+
+        if (r < 0)
+                watch_backoff(w, strerror(-r));
+        else
+                watch_schedule(w, w->refresh_usec);   /* an answer reschedules */
+        process(w->uc);
+        return 0;
+}
+
+static coap_response_t watch_response(struct upstream_coap *u, const coap_pdu_t *received) {
+        struct ann_watch *w = watch_by_token(u, coap_pdu_get_token(received));
+        coap_pdu_code_t code = coap_pdu_get_code(received);
+        coap_opt_iterator_t it;
+        const uint8_t *data = NULL;
+        size_t len = 0, offset, total;
+        char why[64];
+
+        if (!w)
+                return COAP_RESPONSE_OK;
+        if (COAP_RESPONSE_CLASS(code) != 2) {
+                snprintf(why, sizeof why, "it answered %d.%02d", COAP_RESPONSE_CLASS(code), code & 0x1f);
+                watch_backoff(w, why);
+                return COAP_RESPONSE_OK;
+        }
+        if (!coap_check_option(received, COAP_OPTION_OBSERVE, &it)) {
+                /* RFC 9482 §2.6: no room for us; try again after a while */
+                watch_backoff(w, "answered without Observe");
+        } else {
+                if (!w->observing)
+                        log_info("upstream %s: observing %s", w->name, w->uri);
+                w->observing = true;
+                w->retry_sec = 0;
+                watch_schedule(w, w->refresh_usec);
+        }
+        if (coap_get_data_large(received, &len, &data, &offset, &total) && len > 0 &&
+            option_uint(received, COAP_OPTION_CONTENT_FORMAT, 0) == CT_PKIXCMP && u->ann_fn)
+                u->ann_fn(w->name, data, len, u->ann_userdata);
+        return COAP_RESPONSE_OK;
+}
+
+static void watch_failed(struct upstream_coap *u, coap_bin_const_t token, coap_nack_reason_t reason) {
+        struct ann_watch *w = watch_by_token(u, token);
+
+        if (!w)
+                return;
+        if (reason == COAP_NACK_TLS_FAILED)
+                session_forget(w->session);
+        watch_backoff(w, reason == COAP_NACK_RST ? "reset" : reason == COAP_NACK_TLS_FAILED ?
+                      "DTLS handshake failed" : "no answer");
+}
+
+static void watch_free(struct ann_watch *w) {
+        LIST_REMOVE(watches, w->uc->watches, w);
+        sd_event_source_disable_unref(w->timer);
+        if (w->session)
+                coap_session_release(w->session);
+        free(w->name);
+        free(w->uri);
+        free(w->tls.ca_file);
+        free(w->tls.certificate);
+        free(w->tls.private_key);
+        free(w->tls.psk_file);
+        free(w);
+}
+
+static char *strdup_null(const char *s, bool *oom) {
+        char *d = s ? strdup(s) : NULL;
+
+        *oom |= s && !d;
+        return d;
+}
+
+static int watch_add(struct upstream_coap *u, const struct cmpgw_upstream *up) {
+        struct ann_watch *w = calloc(1, sizeof *w);
+        char uri[2048];
+        bool oom = false;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->uc = u;
+        w->refresh_usec = up->ann_reregister_usec;
+        LIST_PREPEND(watches, u->watches, w);
+        /* <base>/ann: the base is the upstream's URI (…/.well-known/cmp) */
+        snprintf(uri, sizeof uri, "%s%sann", up->uri, up->uri[strlen(up->uri) - 1] == '/' ? "" : "/");
+        w->name = strdup_null(up->name, &oom);
+        w->uri = strdup_null(uri, &oom);
+        w->tls.ca_file = strdup_null(up->ca_file, &oom);
+        w->tls.certificate = strdup_null(up->certificate, &oom);
+        w->tls.private_key = strdup_null(up->private_key, &oom);
+        w->tls.psk_file = strdup_null(up->psk_file, &oom);
+        r = oom ? -ENOMEM : sd_event_add_time_relative(u->event, &w->timer, CLOCK_MONOTONIC, 0, 0, on_watch_timer, w);
+        if (r < 0) {
+                watch_free(w);
+                return r;
+        }
+        sd_event_source_set_description(w->timer, "ann-watch");
+        return 0;
+}
+
+void upstream_coap_set_ann_handler(struct upstream_coap *u, upstream_ann_fn fn, void *userdata) {
+        u->ann_fn = fn;
+        u->ann_userdata = userdata;
+}
+
+int upstream_coap_watch_announcements(struct upstream_coap *u, const struct cmpgw_config *c) {
+        int r = 0;
+
+        while (u->watches)
+                watch_free(u->watches);
+        for (size_t i = 0; i < c->n_upstreams && r >= 0; i++)
+                if (c->upstreams[i].announcements)
+                        r = watch_add(u, &c->upstreams[i]);
+        return r;
+}
+
 int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
         struct coap_call *c;
         coap_uri_t uri;
@@ -477,7 +689,7 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
         c->uc = u;
         c->req = r;
         LIST_PREPEND(calls, u->calls, c);
-        c->session = session_get(u, &uri, r);
+        c->session = session_get(u, &uri, r->upstream_name, &r->upstream_tls);
         if (!c->session) {
                 call_free(c);
                 return -EHOSTUNREACH;
@@ -556,6 +768,8 @@ struct upstream_coap *upstream_coap_free(struct upstream_coap *u) {
                 return NULL;
         LIST_FOREACH_SAFE(calls, c, n, u->calls)
                 call_free(c);
+        while (u->watches)
+                watch_free(u->watches);
         sd_event_source_disable_unref(u->io);
         sd_event_source_disable_unref(u->timer);
         upstream_coap_forget_sessions(u);

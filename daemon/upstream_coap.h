@@ -4,12 +4,17 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <systemd/sd-event.h>
 
 struct upstream_coap;
 struct request;
 struct gw_stats;
+struct cmpgw_config;
+
+/* An announcement PKIMessage (DER) from the ann of upstream NAME */
+typedef void (*upstream_ann_fn)(const char *name, const uint8_t *der, size_t len, void *userdata);
 
 int upstream_coap_new(sd_event *e, struct gw_stats *stats, size_t max_response,
                       struct upstream_coap **ret);
@@ -23,3 +28,8 @@ void upstream_coap_cancel(struct upstream_coap *u, struct request *r);
 /* After a reload: open new sessions (new credentials) from now on; calls
  * in flight keep theirs. */
 void upstream_coap_forget_sessions(struct upstream_coap *u);
+
+/* Observe the ann resource of every upstream with "announcements": true
+ * (start and reload: replaces the previous set). */
+void upstream_coap_set_ann_handler(struct upstream_coap *u, upstream_ann_fn fn, void *userdata);
+int upstream_coap_watch_announcements(struct upstream_coap *u, const struct cmpgw_config *c);

@@ -337,7 +337,7 @@ static int parse_upstream_tls(struct parser *p, const char *where, struct json_o
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
         static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked",
                                             "max_connections", "ca_file", "certificate", "private_key",
-                                            "psk_file", NULL };
+                                            "psk_file", "announcements", "ann_reregister", NULL };
         uint64_t n;
         struct json_object *v;
         const char *rest;
@@ -392,6 +392,17 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
                 return r;
         u->default_given = json_object_object_get_ex(o, "default", NULL);
         if ((r = parse_upstream_tls(p, where, o, u)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "announcements", &v)) {
+                if ((r = get_bool(p, KEY("announcements"), v, &u->announcements)) < 0)
+                        return r;
+                if (u->announcements && u->scheme != SCHEME_COAP && u->scheme != SCHEME_COAPS)
+                        return fail(p, KEY("announcements"), "only a coap:// or coaps:// upstream can be "
+                                    "observed for announcements (RFC 9482 section 2.6)");
+        }
+        u->ann_reregister_usec = 300 * 1000000ULL;
+        if (json_object_object_get_ex(o, "ann_reregister", &v) &&
+            (r = get_seconds(p, KEY("ann_reregister"), v, 1, 86400, &u->ann_reregister_usec)) < 0)
                 return r;
 #undef KEY
         return 0;
@@ -552,6 +563,41 @@ static int parse_announcements(struct parser *p, struct json_object *o, struct c
         return 0;
 }
 
+static int parse_limits(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
+        static const char *const keys[] = { "rate", "burst", "in_flight_per_peer", "buffered_bytes", NULL };
+        struct json_object *v;
+        uint64_t n;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, "limits", "expected an object like {\"rate\": 20, \"burst\": 40}");
+        if ((r = check_keys(p, "limits", o, keys)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "rate", &v)) {
+                if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+                        return fail(p, "limits.rate", "expected messages per second (0 turns the limit off)");
+                c->limit_rate = json_object_get_double(v);
+                if (!(c->limit_rate >= 0 && c->limit_rate <= 1e6))
+                        return fail(p, "limits.rate", "%.10g is out of range: expected 0 to 1000000 per second",
+                                    c->limit_rate);
+        }
+        c->limit_burst = c->limit_rate * 2 >= 1 ? (uint32_t) (c->limit_rate * 2) : 1;
+        if (json_object_object_get_ex(o, "burst", &v)) {
+                if ((r = get_uint(p, "limits.burst", v, 1, 10000000, &n)) < 0)
+                        return r;
+                c->limit_burst = (uint32_t) n;
+        }
+        if (json_object_object_get_ex(o, "in_flight_per_peer", &v)) {
+                if ((r = get_uint(p, "limits.in_flight_per_peer", v, 1, 1000000, &n)) < 0)
+                        return r;
+                c->limit_in_flight = (uint32_t) n;
+        }
+        if (json_object_object_get_ex(o, "buffered_bytes", &v) &&
+            (r = get_uint(p, "limits.buffered_bytes", v, 1024, 1ULL << 34, &c->limit_buffered)) < 0)
+                return r;
+        return 0;
+}
+
 static int check_routes(struct parser *p, struct cmpgw_config *c) {
         size_t n_default = 0;
 
@@ -581,7 +627,7 @@ static int check_routes(struct parser *p, struct cmpgw_config *c) {
 
 static int parse_root(struct parser *p, struct json_object *root, struct cmpgw_config *c) {
         static const char *const keys[] = {
-                "listen", "upstreams", "coap", "registry", "dbus", "announcements", NULL };
+                "listen", "upstreams", "coap", "registry", "dbus", "announcements", "limits", NULL };
         struct json_object *v;
         int r;
 
@@ -603,6 +649,12 @@ static int parse_root(struct parser *p, struct json_object *root, struct cmpgw_c
                 return r;
         if (json_object_object_get_ex(root, "announcements", &v) && (r = parse_announcements(p, v, c)) < 0)
                 return r;
+        if (json_object_object_get_ex(root, "limits", &v) && (r = parse_limits(p, v, c)) < 0)
+                return r;
+        if (c->limit_buffered < c->max_message_size)
+                return fail(p, "limits.buffered_bytes", "%llu is smaller than coap.max_message_size (%zu): "
+                            "no block-wise message of the largest size could be received",
+                            (unsigned long long) c->limit_buffered, c->max_message_size);
         if (c->max_message_size < c->block_size)
                 return fail(p, "coap.max_message_size", "smaller than coap.block_size (%zu)", c->block_size);
         return check_routes(p, c);
@@ -621,6 +673,10 @@ static struct cmpgw_config *config_new_defaults(void) {
         c->renew_share = 2.0 / 3.0;
         c->ann_max_observers = 10000;
         c->ann_max_observers_per_peer = 4;
+        c->limit_rate = 20;
+        c->limit_burst = 40;
+        c->limit_in_flight = 16;
+        c->limit_buffered = 8 * 1024 * 1024;
         c->registry_path = strdup(CMPGW_DEFAULT_REGISTRY);
         if (!c->registry_path) {
                 free(c);

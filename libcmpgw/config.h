@@ -55,6 +55,8 @@ struct cmpgw_upstream {
         char *certificate;              /* https/coaps: the gateway's client certificate (PEM), with */
         char *private_key;              /*   its key (PEM) */
         char *psk_file;                 /* coaps: "IDENTITY:KEY", the gateway's one PSK */
+        bool announcements;             /* coap/coaps: observe its ann (RFC 9482 §2.6) */
+        uint64_t ann_reregister_usec;   /* "ann_reregister" s: register again this often; default 300 */
 };
 
 enum cmpgw_bus { BUS_SYSTEM, BUS_SESSION, BUS_NONE };
@@ -78,6 +80,11 @@ struct cmpgw_config {
         char *ann_trusted;              /* "announcements": {"trusted"} */
         uint32_t ann_max_observers;     /* "announcements": {"max_observers"}, default 10000 */
         uint32_t ann_max_observers_per_peer;    /* {"max_observers_per_peer"}, per address, default 4 */
+        /* "limits": {...} per peer (IP address) and global (RFC 9482 §4) */
+        double limit_rate;              /* "rate": messages started per second per peer; 0 = off; default 20 */
+        uint32_t limit_burst;           /* "burst": bucket size; default 2 * rate (at least 1) */
+        uint32_t limit_in_flight;       /* "in_flight_per_peer": transactions upstream at once; default 16 */
+        uint64_t limit_buffered;        /* "buffered_bytes": all incomplete Block1 transfers; default 8 MiB */
         uint64_t watchdog_usec;         /* not configured: from $WATCHDOG_USEC */
 };
 

@@ -55,3 +55,19 @@ int log_openssl(enum log_level level, const char *fmt, ...) {
                 ERR_clear_error();
         return -EIO;
 }
+
+bool log_ratelimit_ok(struct log_ratelimit *rl, unsigned long long now_usec) {
+        if (now_usec >= rl->window_usec + LOG_RATELIMIT_SEC * 1000000ULL) {
+                if (rl->suppressed)
+                        log_msg(LOG_LVL_NOTICE, "%llu more %s in the last %d s not logged",
+                                rl->suppressed, rl->what, LOG_RATELIMIT_SEC);
+                rl->window_usec = now_usec;
+                rl->logged = rl->suppressed = 0;
+        }
+        if (rl->logged < LOG_RATELIMIT_BURST) {
+                rl->logged++;
+                return true;
+        }
+        rl->suppressed++;
+        return false;
+}

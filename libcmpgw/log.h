@@ -27,6 +27,17 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 int log_openssl(enum log_level level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
+/* At most LOG_RATELIMIT_BURST lines per LOG_RATELIMIT_SEC for one kind of
+ * event a network peer can cause (floods must not flood the journal). */
+#define LOG_RATELIMIT_BURST 10
+#define LOG_RATELIMIT_SEC 10
+struct log_ratelimit {
+        const char *what;               /* "requests refused by limits", for the summary */
+        unsigned long long window_usec, logged, suppressed;
+};
+/* true: log this one. Says how many were suppressed when a window ends. */
+bool log_ratelimit_ok(struct log_ratelimit *rl, unsigned long long now_usec);
+
 #define log_error(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
 #define log_notice(...)  log_msg(LOG_LVL_NOTICE, __VA_ARGS__)
