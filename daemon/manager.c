@@ -81,6 +81,35 @@ static struct registry_config registry_config_of(const struct cmpgw_config *c) {
 }
 
 /* SIGHUP: a bad new configuration keeps the old one running */
+/* The trust anchors of each upstream's protection_trusted, read at start
+ * and reload. NULL entries: no check. */
+static void protection_stores_free(X509_STORE **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                X509_STORE_free(v[i]);
+        free(v);
+}
+
+static int protection_stores_load(const struct cmpgw_config *c, X509_STORE ***ret, char **why) {
+        X509_STORE **v = calloc(c->n_upstreams ? c->n_upstreams : 1, sizeof *v);
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_upstreams; i++) {
+                const char *f = c->upstreams[i].protection_trusted;
+                if (!f)
+                        continue;
+                if (!(v[i] = X509_STORE_new()) || X509_STORE_load_file(v[i], f) != 1) {
+                        if (asprintf(why, "upstreams[%zu].protection_trusted: cannot load trust anchors from %s; "
+                                     "give a PEM file of CA certificates", i, f) < 0)
+                                *why = NULL;
+                        protection_stores_free(v, c->n_upstreams);
+                        return -EINVAL;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
 int manager_reload(Manager *m, char **ret_err) {
         struct cmpgw_config *c = NULL;
         struct registry_config rc;
@@ -99,7 +128,19 @@ int manager_reload(Manager *m, char **ret_err) {
                 notify_status(m);
                 return r;
         }
+        X509_STORE **prot = NULL;
+        if ((r = protection_stores_load(c, &prot, &err)) < 0) {
+                log_error("reload failed, keeping the running configuration: %s", err ? err : strerror(-r));
+                if (ret_err)
+                        *ret_err = err;
+                else
+                        free(err);
+                config_free(c);
+                sd_notify(false, "READY=1");
+                return r;
+        }
         if (m->announce && (r = announce_set_trusted(m->announce, c->ann_trusted, &err)) < 0) {
+                protection_stores_free(prot, c->n_upstreams);
                 log_error("reload failed, keeping the running configuration: announcements.trusted: %s",
                           err ? err : strerror(-r));
                 if (ret_err && asprintf(ret_err, "announcements.trusted: %s", err ? err : strerror(-r)) < 0)
@@ -124,6 +165,7 @@ int manager_reload(Manager *m, char **ret_err) {
                                         strerror(-r)) < 0)
                         *ret_err = NULL;
                 coap_server_apply_config(m->coap, m->config);
+                protection_stores_free(prot, c->n_upstreams);
                 config_free(c);
                 sd_notify(false, "READY=1");
                 return r;
@@ -135,6 +177,8 @@ int manager_reload(Manager *m, char **ret_err) {
                 log_warning("reload: dbus.bus changes take effect only after a restart");
         rc = registry_config_of(c);
         registry_set_config(m->registry, &rc);
+        protection_stores_free(m->protection, m->config->n_upstreams);
+        m->protection = prot;
         config_free(m->config);
         m->config = c;
         manager_registry_changed(m);
@@ -323,6 +367,15 @@ int manager_start(Manager *m) {
         int r;
 
         sd_event_now(m->event, CLOCK_MONOTONIC, &m->started_usec);
+        {
+                char *why = NULL;
+                r = protection_stores_load(m->config, &m->protection, &why);
+                if (r < 0) {
+                        log_error("%s", why ? why : strerror(-r));
+                        free(why);
+                        return r;
+                }
+        }
         r = manager_open_registry(m);
         if (r < 0)
                 return r;
@@ -375,6 +428,8 @@ Manager *manager_free(Manager *m) {
         m->registry = registry_close(m->registry);
         m->announce = announce_free(m->announce);
         m->peers = peer_limits_free(m->peers);
+        if (m->config)
+                protection_stores_free(m->protection, m->config->n_upstreams);
         sd_event_source_disable_unref(m->sig_term);
         sd_event_source_disable_unref(m->sig_int);
         sd_event_source_disable_unref(m->sig_hup);

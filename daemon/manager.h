@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include <systemd/sd-event.h>
+#include <openssl/x509.h>
 
 #include "config.h"
 #include "list.h"
@@ -47,6 +48,7 @@ struct Manager {
         struct dbus_api *dbus;          /* NULL with "dbus": {"bus": "none"} */
         struct announce *announce;      /* the announcement store and CRL cache */
         struct peer_limits *peers;      /* per-peer rate, in-flight and observer counts */
+        X509_STORE **protection;        /* per config->upstreams[i]: protection_trusted, or NULL */
         sd_event_source *renew_timer;   /* the earliest renewal or expiry */
         uint64_t started_usec;          /* CLOCK_MONOTONIC */
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cmp_protection.h"
 #include "coap_server.h"
 #include "coap_status.h"
 #include "dbus_api.h"
@@ -149,12 +150,42 @@ static int route(struct request *r) {
         r->upstream_timeout_usec = u->timeout_usec;
         r->upstream_chunked = u->chunked;
         r->upstream_max_connections = u->max_connections;
+        r->protection = r->manager->protection ? r->manager->protection[u - c->upstreams] : NULL;
         if (!dup_or_null(u->ca_file, &r->upstream_tls.ca_file) ||
             !dup_or_null(u->certificate, &r->upstream_tls.certificate) ||
             !dup_or_null(u->private_key, &r->upstream_tls.private_key) ||
             !dup_or_null(u->psk_file, &r->upstream_tls.psk_file))
                 return -ENOMEM;
         return r->upstream_name && r->upstream_uri ? 0 : -ENOMEM;
+}
+
+/* RFC 9482 §4: a proxy can validate the protection before forwarding.
+ * Signatures are verified against the upstream's protection_trusted; MAC
+ * protection needs a secret only the CA shares, so it passes; unprotected
+ * messages do not. */
+static int check_protection(struct request *r) {
+        char why[1024];
+        int ret;
+
+        switch (cmp_protection_kind(r->body, r->body_len)) {
+        case CMP_PROT_MAC:
+                return 0;
+        case CMP_PROT_NONE:
+                request_fail(r, 400, -1, "unprotected PKIMessage: upstream %s takes signature or MAC protection only",
+                             r->upstream_name);
+                return -EPERM;
+        case CMP_PROT_SIGNATURE:
+                ret = cmp_protection_verify(r->body, r->body_len, r->protection, NULL, why, sizeof why);
+                if (ret == 0)
+                        return 0;
+                log_info("request %llu from %s: %s refused: %s", (unsigned long long) r->id, r->peer,
+                         cmp_body_name(r->info.body), why);
+                request_fail(r, 400, -1, "%s", why);
+                return -EPERM;
+        default:
+                request_fail(r, 400, -1, "not a PKIMessage");
+                return -EBADMSG;
+        }
 }
 
 void request_start(struct request *r) {
@@ -176,6 +207,8 @@ void request_start(struct request *r) {
                 return request_fail(r, 404, -1, "no upstream takes label \"%s\"", r->path.label);
         if (ret < 0)
                 return request_fail(r, 500, -1, "cannot route: %s", strerror(-ret));
+        if (r->protection && (ret = check_protection(r)) < 0)
+                return;
         left = upstream_http_backoff_left(m->http, r->upstream_name);
         if (left > 0)
                 return request_fail(r, 503, (int) left, "upstream %s keeps failing; not contacted for %u s",

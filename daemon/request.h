@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <coap3/coap.h>
+#include <openssl/x509.h>
 
 #include "cmp_msg.h"
 #include "cmp_path.h"
@@ -54,6 +55,7 @@ struct request {
         bool upstream_coap;             /* coap:// upstream, else http(s):// */
         enum cmpgw_chunked upstream_chunked;
         uint32_t upstream_max_connections;
+        X509_STORE *protection;         /* borrowed from the manager: check first, or NULL */
         struct upstream_tls {           /* https:// and coaps:// (cmpgw.json(5)) */
                 char *ca_file, *certificate, *private_key, *psk_file;
         } upstream_tls;

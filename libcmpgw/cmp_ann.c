@@ -23,6 +23,7 @@
 
 #include "cmp_asn1.h"
 #include "cmp_content.h"
+#include "cmp_protection.h"
 
 /* ---- small helpers ---- */
 
@@ -417,38 +418,6 @@ int cmp_ann_load_trust(const char *path, X509_STORE **ret, char **why) {
 }
 
 /* OSSL_CMP's log callback has no user data: the daemon is single-threaded */
-static char log_buf[512];
-
-static int log_cb(const char *func, const char *file, int line, OSSL_CMP_severity level, const char *msg) {
-        /* keep the last warning or error: it says why validation failed */
-        if (level <= OSSL_CMP_LOG_WARNING)
-                snprintf(log_buf, sizeof log_buf, "%s", msg);
-        return 1;
-}
-
-/* "reason: data; reason: data" from the OpenSSL error queue (emptied) */
-static void openssl_errors(char *buf, size_t size) {
-        const char *data;
-        unsigned long e;
-        size_t o = 0;
-        int flags;
-
-        buf[0] = '\0';
-        while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
-                const char *r = ERR_reason_error_string(e);
-                /* data that is a printed certificate says too much */
-                bool has_data = data && *data && (flags & ERR_TXT_STRING) && !strchr(data, '\n') &&
-                                strlen(data) < 160;
-
-                if (o >= size || !r)
-                        continue;
-                if (strstr(buf, r))     /* the same reason twice says nothing new */
-                        continue;
-                o += (size_t) snprintf(buf + o, size - o, "%s%s%s%s", o ? "; " : "", r,
-                                       has_data ? ": " : "", has_data ? data : "");
-        }
-}
-
 static int fail(char **why, int k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char **why, int k, const char *fmt, ...) {
         va_list ap;
@@ -509,41 +478,17 @@ static int verify_crl(const struct cmp_ann_crl *c, X509_STORE *trusted, STACK_OF
 
 int cmp_ann_validate(const uint8_t *der, size_t len, const struct cmp_ann *a,
                      X509_STORE *trusted, char **why) {
-        const unsigned char *p = der;
-        OSSL_CMP_MSG *msg = NULL;
-        OSSL_CMP_CTX *ctx = NULL;
-        char errs[512];
-        int k = 0;
+        char reason[1024];
+        int k;
 
         *why = NULL;
         if (!trusted)
                 return fail(why, -EPERM, "no trust anchors for announcements are configured (announcements.trusted)");
-        msg = d2i_OSSL_CMP_MSG(NULL, &p, (long) len);
-        ctx = OSSL_CMP_CTX_new(NULL, NULL);
-        if (!msg || !ctx) {
-                k = fail(why, msg ? -ENOMEM : -EBADMSG, "%s", msg ? "out of memory" : "not a DER PKIMessage");
-                goto out;
-        }
-        log_buf[0] = '\0';
-        ERR_clear_error();
-        OSSL_CMP_CTX_set_log_cb(ctx, log_cb);
-        if (!X509_STORE_up_ref(trusted) || !OSSL_CMP_CTX_set0_trustedStore(ctx, trusted) ||
-            (a->extra_certs && !OSSL_CMP_CTX_set1_untrusted(ctx, a->extra_certs))) {
-                k = fail(why, -ENOMEM, "out of memory");
-                goto out;
-        }
-        if (!OSSL_CMP_validate_msg(ctx, msg)) {
-                openssl_errors(errs, sizeof errs);
-                k = fail(why, -EPERM, "the protection does not verify against the trust anchors%s%s%s%s",
-                         errs[0] ? ": " : "", errs, log_buf[0] ? "; " : "", log_buf);
-                goto out;
-        }
+        k = cmp_protection_verify(der, len, trusted, a->extra_certs, reason, sizeof reason);
+        if (k < 0)
+                return fail(why, k, "%s", reason);
         for (size_t i = 0; i < a->n_crls && k == 0; i++)
                 k = verify_crl(&a->crls[i], trusted, a->extra_certs, i, why);
-out:
-        OSSL_CMP_CTX_free(ctx);
-        OSSL_CMP_MSG_free(msg);
-        ERR_clear_error();
         return k;
 }
 

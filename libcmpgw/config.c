@@ -337,7 +337,8 @@ static int parse_upstream_tls(struct parser *p, const char *where, struct json_o
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
         static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked",
                                             "max_connections", "ca_file", "certificate", "private_key",
-                                            "psk_file", "announcements", "ann_reregister", NULL };
+                                            "psk_file", "announcements", "ann_reregister",
+                                            "protection_trusted", NULL };
         uint64_t n;
         struct json_object *v;
         const char *rest;
@@ -400,6 +401,9 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
                         return fail(p, KEY("announcements"), "only a coap:// or coaps:// upstream can be "
                                     "observed for announcements (RFC 9482 section 2.6)");
         }
+        if (json_object_object_get_ex(o, "protection_trusted", &v) &&
+            (r = get_string(p, KEY("protection_trusted"), v, &u->protection_trusted)) < 0)
+                return r;
         u->ann_reregister_usec = 300 * 1000000ULL;
         if (json_object_object_get_ex(o, "ann_reregister", &v) &&
             (r = get_seconds(p, KEY("ann_reregister"), v, 1, 86400, &u->ann_reregister_usec)) < 0)
@@ -792,6 +796,7 @@ void config_free(struct cmpgw_config *c) {
                 free(u->certificate);
                 free(u->private_key);
                 free(u->psk_file);
+                free(u->protection_trusted);
                 for (size_t j = 0; j < u->n_labels; j++)
                         free(u->labels[j]);
                 free(u->labels);

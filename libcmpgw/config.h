@@ -56,6 +56,7 @@ struct cmpgw_upstream {
         char *private_key;              /*   its key (PEM) */
         char *psk_file;                 /* coaps: "IDENTITY:KEY", the gateway's one PSK */
         bool announcements;             /* coap/coaps: observe its ann (RFC 9482 §2.6) */
+        char *protection_trusted;       /* verify signature protection of requests first (RFC 9482 §4) */
         uint64_t ann_reregister_usec;   /* "ann_reregister" s: register again this often; default 300 */
 };
 
