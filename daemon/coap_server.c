@@ -40,6 +40,7 @@
 struct transfer {
         LIST_FIELDS(struct transfer, transfers);
         coap_session_t *session;        /* compared, never dereferenced */
+        struct peer_key key;            /* its address: one address gets its share */
         uint8_t tag[8];
         size_t tag_len;
         uint8_t *buf;
@@ -508,22 +509,33 @@ static bool admit_start(struct coap_server *s, coap_session_t *session, coap_pdu
         return false;
 }
 
+/* coap_add_data_large_response() failed: libcoap has already called the
+ * release function (block.h), so the data is gone. It may have set its own
+ * 4.xx (a Block2 number past the end): keep that; else 5.00. */
+static void large_response_failed(coap_pdu_t *response, const char *what) {
+        if (COAP_RESPONSE_CLASS(coap_pdu_get_code(response)) < 4)
+                answer_error(response, 500, -1, what);
+}
+
 static void release_answer(coap_session_t *session, void *app_ptr) {
         free(app_ptr);
 }
 
 static void answer_request(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, coap_pdu_t *response, struct request *r) {
+        int ok;
+
         if (!r->answer_is_cmp)
                 return answer_diagnostic(response, r->code, r->max_age, r->answer, r->answer_len);
         coap_pdu_set_code(response, COAP_CODE(r->code));
         /* RFC 9482 §2.4: large answers go block-wise; libcoap owns the buffer now */
-        if (coap_add_data_large_response(resource, session, request, response, NULL,
-                                         CT_PKIXCMP, r->max_age, 0, r->answer_len, r->answer,
-                                         release_answer, r->answer))
-                r->answer = NULL;
-        else
-                answer_error(response, 500, -1, "cannot send the answer");
+        ok = coap_add_data_large_response(resource, session, request, response, NULL,
+                                          CT_PKIXCMP, r->max_age, 0, r->answer_len, r->answer,
+                                          release_answer, r->answer);
+        r->answer = NULL;       /* libcoap's now, and released even on failure */
+        r->answer_len = 0;
+        if (!ok)
+                large_response_failed(response, "cannot send the answer");
 }
 
 /* ---- Block1 reassembly ----------------------------------------------- */
@@ -574,11 +586,24 @@ static struct transfer *transfer_new(struct coap_server *s, coap_session_t *sess
         if (!t)
                 return NULL;
         t->session = session;
+        peer_key_of_session(session, &t->key);
         t->tag_len = tag->len;
         memcpy(t->tag, tag->v, tag->len);
         LIST_PREPEND(transfers, s->transfers, t);
         s->n_transfers++;
         return t;
+}
+
+/* open Block1 transfers of the session's address (at most MAX_TRANSFERS) */
+static unsigned transfers_of_peer(struct coap_server *s, coap_session_t *session) {
+        struct transfer *t, *n;
+        struct peer_key k;
+        unsigned count = 0;
+
+        peer_key_of_session(session, &k);
+        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
+                count += memcmp(&t->key, &k, sizeof k) == 0;
+        return count;
 }
 
 static int transfer_append(struct coap_server *s, struct transfer *t, const uint8_t *data, size_t len) {
@@ -730,10 +755,8 @@ static void answer_from_kept(coap_resource_t *resource, coap_session_t *session,
         memcpy(copy, k->body, k->len);
         coap_pdu_set_code(response, COAP_CODE(k->code));
         if (!coap_add_data_large_response(resource, session, request, response, NULL, CT_PKIXCMP,
-                                          k->max_age, 0, k->len, copy, release_answer, copy)) {
-                free(copy);
-                answer_error(response, 500, -1, "cannot send the answer");
-        }
+                                          k->max_age, 0, k->len, copy, release_answer, copy))
+                large_response_failed(response, "cannot send the answer");
 }
 
 static bool kept_fits_one_pdu(struct coap_server *s, const struct kept_answer *k) {
@@ -914,6 +937,9 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                         memcpy(body, data, len);
                 return start_request(s, resource, session, request, response, &path, body, len, true);
         }
+        if (offset == 0 && transfers_of_peer(s, session) >= c->limit_in_flight)
+                return refuse_peer(s, session, response, &s->manager->stats.limited_in_flight, 5,
+                                   "limits.in_flight_per_peer: block-wise transfers open");
         if (offset == 0) {
                 t = transfer_new(s, session, &tag);
                 if (!t)
@@ -1138,10 +1164,8 @@ static void ann_answer_content(struct coap_server *s, coap_resource_t *resource,
         }
         announce_blob_ref(b);
         if (!coap_add_data_large_response(resource, session, request, response, query, CT_PKIXCMP,
-                                          ANN_MAX_AGE, etag_of(b), b->len, b->data, release_blob, b)) {
-                announce_blob_unref(b);
-                answer_error(response, 500, -1, "cannot send the announcement");
-        }
+                                          ANN_MAX_AGE, etag_of(b), b->len, b->data, release_blob, b))
+                large_response_failed(response, "cannot send the announcement");
 }
 
 static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
@@ -1299,10 +1323,8 @@ static void handle_core_get(coap_resource_t *resource, coap_session_t *session,
         coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
         if (!coap_add_data_large_response(resource, session, request, response, query,
                                           COAP_MEDIATYPE_APPLICATION_LINK_FORMAT, -1, 0, len,
-                                          (const uint8_t *) links, release_answer, links)) {
-                free(links);
-                answer_error(response, 500, -1, "cannot send the link list");
-        }
+                                          (const uint8_t *) links, release_answer, links))
+                large_response_failed(response, "cannot send the link list");
 }
 
 static void handle_core_other(coap_resource_t *resource, coap_session_t *session,

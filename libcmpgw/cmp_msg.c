@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/cmp.h>
@@ -17,6 +18,15 @@ static const char *const body_names[_CMP_BODY_MAX] = {
 
 const char *cmp_body_name(int body) {
         return body >= 0 && body < _CMP_BODY_MAX ? body_names[body] : "?";
+}
+
+static bool is_der(const OSSL_CMP_MSG *msg, const uint8_t *der, size_t len) {
+        unsigned char *enc = NULL;
+        int n = i2d_OSSL_CMP_MSG(msg, &enc);
+        bool same = n > 0 && (size_t) n == len && memcmp(enc, der, len) == 0;
+
+        OPENSSL_free(enc);
+        return same;
 }
 
 int cmp_msg_inspect(const uint8_t *der, size_t len, struct cmp_msg_info *info,
@@ -44,6 +54,13 @@ int cmp_msg_inspect(const uint8_t *der, size_t len, struct cmp_msg_info *info,
         if ((size_t) (p - der) != len) {
                 OSSL_CMP_MSG_free(msg);
                 *why = "trailing bytes after the PKIMessage";
+                return -EBADMSG;
+        }
+        /* d2i takes BER too (indefinite or long-form lengths): DER re-encodes
+         * to the very same bytes, BER does not */
+        if (!is_der(msg, der, len)) {
+                OSSL_CMP_MSG_free(msg);
+                *why = "PKIMessage is BER, not DER (RFC 9482 section 2.3)";
                 return -EBADMSG;
         }
         info->body = OSSL_CMP_MSG_get_bodytype(msg);
