@@ -95,18 +95,22 @@ expect_eq "$(stat 2 limited_in_flight)" 1 "GetStatistics limited_in_flight"
 
 step "(c) block-wise transfers past limits.buffered_bytes (4096): 5.03"
 head -c 4000 /dev/urandom >"$T/junk"
-# peer A holds 3072 bytes and goes quiet; B's second block would pass 4096
+# peer A (127.0.0.1) holds 3072 bytes and goes quiet; B's (127.0.0.2) second
+# block would pass 4096. (One address may hold in_flight_per_peer transfers.)
 coap_udp 127.0.0.1 "$GW_PORT" 2 \
         "path=.well-known/cmp;cf=259;b1=0:1:6;size1=4000;rtag=aa;body=@$T/junk:0:1024" \
         "path=.well-known/cmp;cf=259;b1=1:1:6;rtag=aa;body=@$T/junk:1024:1024" \
         "path=.well-known/cmp;cf=259;b1=2:1:6;rtag=aa;body=@$T/junk:2048:1024" >"$T/a.udp" 2>/dev/null
-coap_udp 127.0.0.1 "$GW_PORT" 2 \
+COAP_UDP_SRC=127.0.0.2 coap_udp 127.0.0.1 "$GW_PORT" 2 \
         "path=.well-known/cmp;cf=259;b1=0:1:6;size1=4000;rtag=bb;body=@$T/junk:0:1024" \
         "path=.well-known/cmp;cf=259;b1=1:1:6;rtag=bb;body=@$T/junk:1024:1024" >"$T/b.udp" 2>/dev/null
 grep -c 'c:2.31' "$T/a.udp" | grep -qx 3 || { cat "$T/a.udp" >&2; fail "peer A's three blocks were not all 2.31"; }
 sed -n 2p "$T/b.udp" | grep -q 'c:5.03' || { cat "$T/b.udp" >&2; fail "peer B past the budget: expected 5.03"; }
 sed -n 2p "$T/b.udp" | grep -q 'Max-Age' || fail "5.03 without Max-Age"
 expect_eq "$(stat 3 limited_buffered)" 1 "GetStatistics limited_buffered"
+step "(c) a second transfer from A's address is over its share (in_flight_per_peer 1): 4.29"
+coap_udp 127.0.0.1 "$GW_PORT" 2 "path=.well-known/cmp;cf=259;b1=0:1:6;size1=4000;rtag=cc;body=@$T/junk:0:1024" >"$T/a2.udp" 2>/dev/null
+grep -q 'c:4.29' "$T/a2.udp" || { cat "$T/a2.udp" >&2; fail "a second open transfer from one address was not refused"; }
 expect_eq "$(stat 4 buffered_bytes)" 3072 "GetStatistics buffered_bytes while A is quiet"
 step "(c) A's abandoned transfer is dropped after coap.transfer_timeout (2 s)"
 sleep 4

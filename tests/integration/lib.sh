@@ -484,7 +484,7 @@ def decode(b):
         opts.append((num, b[i:i + l])); i += l
     return t, code, mid, tok, opts, payload
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 0))
+s.bind((os.environ.get("COAP_UDP_SRC", "0.0.0.0"), 0))     # e.g. 127.0.0.2: another peer
 if any(socket.inet_aton(h)[0] & 0xf0 == 0xe0 for h in
        [host] + [kv[3:] for a in sys.argv[4:] for kv in a.split(";") if kv.startswith("to=")]):
     s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
