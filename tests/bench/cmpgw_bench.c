@@ -1,7 +1,8 @@
 /* cmpgw_bench.c -- load generator for cmpgw benchmarks (not a test)
  *
  *   cmpgw_bench coap URI FILE [--nodes N] [--requests M] [--block-size B]
- *   cmpgw_bench http URL FILE [--nodes N] [--requests M]
+ *                             [--proxy-uri TARGET] [--expect ANSWER] [--timeout S]
+ *   cmpgw_bench http URL FILE [--nodes N] [--requests M] [--expect ANSWER]
  *
  * N simulated nodes each send the DER PKIMessage in FILE, one exchange at a
  * time, until M exchanges in all are done. coap: one CoAP session (own UDP
@@ -9,8 +10,22 @@
  * block size that cuts the body into at least two blocks (as cmpcoap does:
  * libcoap 4.3.1 clients hang on a separate Block2 answer to a single-PDU
  * request). http: one curl easy handle (and kept-alive connection) per node,
- * POST application/pkixcmp. Prints one line:
- *   mode=coap nodes=N exchanges=M errors=E seconds=S rate=R p50_ms=.. p90_ms=.. p99_ms=.. max_ms=..
+ * POST application/pkixcmp.
+ *
+ * --proxy-uri TARGET (coap): send the requests to the CoAP forward proxy at
+ * URI (only its host and port are used) with a Proxy-Uri option naming
+ * TARGET instead of Uri-Path options (RFC 7252 §5.10.2), e.g. to measure
+ * libcoap's coap-server acting as a proxy.
+ * --expect ANSWER: an exchange counts as an error unless its answer is byte
+ * for byte the file ANSWER (checked after the clock stops for it).
+ * --timeout S (coap, default 60): an exchange without an answer after S
+ * seconds is given up, counted as an error and as lost, and the node starts
+ * its next one (an answer that never comes would otherwise stall the run).
+ * seconds and rate then count up to the last answer, not the wait for the
+ * lost ones: rate = (exchanges - lost) / seconds.
+ *
+ * Prints one line:
+ *   mode=coap nodes=N exchanges=M errors=E seconds=S rate=R p50_ms=.. p90_ms=.. p99_ms=.. max_ms=.. mean_ms=.. lost=L
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,12 +43,19 @@ struct node {
         CURL *easy;
         double started;
         int busy;
+        uint8_t token[8];       /* coap: the exchange in flight */
+        size_t token_len;
+        uint8_t *got;           /* http --expect: the answer so far */
+        size_t got_len;
 };
 
-static uint8_t *body;
-static size_t body_len;
+static uint8_t *body, *expect;
+static size_t body_len, expect_len;
+static const char *proxy_uri;
 static unsigned nodes = 10, total = 1000, block_size = 1024;
-static unsigned sent, done, errors;
+static unsigned sent, done, errors, lost;
+static double timeout_s = 60;
+static double last_answer;      /* when the last exchange that was not lost ended */
 static double *lat;
 static struct node *node;
 
@@ -44,8 +66,11 @@ static double now_s(void) {
 }
 
 static void record(struct node *n, int ok) {
+        double now = now_s();
+
         if (done < total)
-                lat[done] = now_s() - n->started;
+                lat[done] = now - n->started;
+        last_answer = now;
         done++;
         if (!ok)
                 errors++;
@@ -57,12 +82,22 @@ static int cmp_double(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-static void report(const char *mode, double seconds) {
+/* does an answer of LEN bytes at DATA pass --expect? */
+static int answer_ok(const uint8_t *data, size_t len) {
+        return !expect || (len == expect_len && data && memcmp(data, expect, len) == 0);
+}
+
+static void report(const char *mode, double t0) {
         unsigned n = done < total ? done : total;
+        double sum = 0, seconds = (lost ? last_answer : now_s()) - t0;
+
+        for (unsigned i = 0; i < n; i++)
+                sum += lat[i];
         qsort(lat, n, sizeof *lat, cmp_double);
 #define PCT(p) (n ? lat[(size_t) ((n - 1) * (p))] * 1000 : 0)
-        printf("mode=%s nodes=%u exchanges=%u errors=%u seconds=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-               mode, nodes, n, errors, seconds, n / seconds, PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0));
+        printf("mode=%s nodes=%u exchanges=%u errors=%u seconds=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f mean_ms=%.3f lost=%u\n",
+               mode, nodes, n, errors, seconds, (n - lost) / seconds, PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0),
+               n ? sum / n * 1000 : 0, lost);
 }
 
 /* ---- CoAP ---- */
@@ -96,9 +131,17 @@ static int coap_send_one(struct node *n) {
                 return -1;
         coap_session_new_token(n->session, &toklen, tok);
         coap_add_token(pdu, toklen, tok);
-        segs = coap_split_path(uri.path.s, uri.path.length, pathbuf, &pathlen);
-        for (uint8_t *p = pathbuf; segs-- > 0; p += coap_opt_size(p))
-                coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p), coap_opt_value(p)));
+        memcpy(n->token, tok, toklen);
+        n->token_len = toklen;
+        if (proxy_uri) {
+                coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_PROXY_URI, strlen(proxy_uri),
+                                                            (const uint8_t *) proxy_uri));
+        } else {
+                segs = coap_split_path(uri.path.s, uri.path.length, pathbuf, &pathlen);
+                for (uint8_t *p = pathbuf; segs-- > 0; p += coap_opt_size(p))
+                        coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p),
+                                                                    coap_opt_value(p)));
+        }
         coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_CONTENT_FORMAT,
                                                     coap_encode_var_safe(buf, sizeof buf, 259), buf));
         coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_BLOCK1,
@@ -123,10 +166,17 @@ static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent_pdu
                                    const coap_pdu_t *received, const coap_mid_t mid) {
         struct node *n = node_of(s);
         coap_pdu_code_t code = coap_pdu_get_code(received);
+        coap_bin_const_t token = coap_pdu_get_token(received);
+        const uint8_t *data = NULL;
+        size_t len = 0, offset, size;
 
         if (!n || !n->busy || code == COAP_EMPTY_CODE || code == COAP_RESPONSE_CODE_CONTINUE)
                 return COAP_RESPONSE_OK;
-        record(n, code == COAP_RESPONSE_CODE_CHANGED);
+        if (token.length != n->token_len || memcmp(token.s, n->token, token.length) != 0)
+                return COAP_RESPONSE_OK;        /* a late answer to an exchange given up */
+        if (expect)
+                coap_get_data_large(received, &len, &data, &offset, &size);
+        record(n, code == COAP_RESPONSE_CODE_CHANGED && answer_ok(data, len));
         if (sent < total)
                 coap_send_one(n);
         return COAP_RESPONSE_OK;
@@ -135,8 +185,11 @@ static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent_pdu
 static void on_nack(coap_session_t *s, const coap_pdu_t *sent_pdu, const coap_nack_reason_t reason,
                     const coap_mid_t mid) {
         struct node *n = node_of(s);
+        coap_bin_const_t token = sent_pdu ? coap_pdu_get_token(sent_pdu) : (coap_bin_const_t) { 0, NULL };
 
         if (!n || !n->busy)
+                return;
+        if (sent_pdu && (token.length != n->token_len || memcmp(token.s, n->token, token.length) != 0))
                 return;
         record(n, 0);
         if (sent < total)
@@ -175,9 +228,24 @@ static int run_coap(const char *u) {
         t0 = now_s();
         for (unsigned i = 0; i < nodes && sent < total; i++)
                 coap_send_one(&node[i]);
-        while (done < total && now_s() - t0 < 600)
+        while (done < total && now_s() - t0 < 600) {
+                double now;
+
                 coap_io_process(ctx, 100);
-        report("coap", now_s() - t0);
+                now = now_s();
+                for (unsigned i = 0; i < nodes; i++) {
+                        if (!node[i].busy || now - node[i].started < timeout_s)
+                                continue;
+                        double keep = last_answer;
+
+                        lost++;
+                        record(&node[i], 0);
+                        last_answer = keep;
+                        if (sent < total)
+                                coap_send_one(&node[i]);
+                }
+        }
+        report("coap", t0);
         for (unsigned i = 0; i < nodes; i++)
                 coap_session_release(node[i].session);
         coap_free_context(ctx);
@@ -189,10 +257,23 @@ static int run_coap(const char *u) {
 
 static size_t discard(char *p, size_t s, size_t n, void *u) { return s * n; }
 
+/* --expect: keep at most expect_len + 1 bytes, enough to tell a mismatch */
+static size_t collect(char *p, size_t s, size_t n, void *u) {
+        struct node *nd = u;
+        size_t len = s * n, room = expect_len + 1 - nd->got_len;
+
+        if (len < room)
+                room = len;
+        memcpy(nd->got + nd->got_len, p, room);
+        nd->got_len += room;
+        return len;
+}
+
 static void http_start(CURLM *m, struct node *n) {
         curl_multi_remove_handle(m, n->easy);
         n->started = now_s();
         n->busy = 1;
+        n->got_len = 0;
         sent++;
         curl_multi_add_handle(m, n->easy);
 }
@@ -213,7 +294,13 @@ static int run_http(const char *url) {
                 curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *) body);
                 curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
                 curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-                curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+                if (expect) {
+                        node[i].got = malloc(expect_len + 1);
+                        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+                        curl_easy_setopt(e, CURLOPT_WRITEDATA, &node[i]);
+                } else {
+                        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+                }
                 curl_easy_setopt(e, CURLOPT_PRIVATE, &node[i]);
                 node[i].easy = e;
         }
@@ -231,16 +318,18 @@ static int run_http(const char *url) {
                                 continue;
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &n);
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-                        record(n, msg->data.result == CURLE_OK && status == 200);
+                        record(n, msg->data.result == CURLE_OK && status == 200 &&
+                                  (!expect || answer_ok(n->got, n->got_len)));
                         if (sent < total)
                                 http_start(m, n);
                 }
                 curl_multi_poll(m, NULL, 0, 100, NULL);
         }
-        report("http", now_s() - t0);
+        report("http", t0);
         for (unsigned i = 0; i < nodes; i++) {
                 curl_multi_remove_handle(m, node[i].easy);
                 curl_easy_cleanup(node[i].easy);
+                free(node[i].got);
         }
         curl_multi_cleanup(m);
         curl_slist_free_all(h);
@@ -248,7 +337,7 @@ static int run_http(const char *url) {
         return 0;
 }
 
-static int read_file(const char *path) {
+static int read_file(const char *path, uint8_t **buf, size_t *len) {
         FILE *f = fopen(path, "rb");
         long n;
 
@@ -257,8 +346,8 @@ static int read_file(const char *path) {
         fseek(f, 0, SEEK_END);
         n = ftell(f);
         rewind(f);
-        body = malloc((size_t) n);
-        body_len = fread(body, 1, (size_t) n, f);
+        *buf = malloc(n > 0 ? (size_t) n : 1);
+        *len = fread(*buf, 1, (size_t) n, f);
         fclose(f);
         return 0;
 }
@@ -268,24 +357,37 @@ int main(int argc, char **argv) {
                 { "nodes", required_argument, NULL, 'n' },
                 { "requests", required_argument, NULL, 'r' },
                 { "block-size", required_argument, NULL, 'b' },
+                { "proxy-uri", required_argument, NULL, 'P' },
+                { "expect", required_argument, NULL, 'e' },
+                { "timeout", required_argument, NULL, 't' },
                 {}
         };
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "n:r:b:", opts, NULL)) != -1) {
+        const char *expect_path = NULL;
+
+        while ((c = getopt_long(argc, argv, "n:r:b:P:e:t:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'n': nodes = (unsigned) atoi(optarg); break;
                 case 'r': total = (unsigned) atoi(optarg); break;
                 case 'b': block_size = (unsigned) atoi(optarg); break;
+                case 'P': proxy_uri = optarg; break;
+                case 'e': expect_path = optarg; break;
+                case 't': timeout_s = atof(optarg); break;
                 default: return 2;
                 }
         }
         if (argc - optind != 3 || nodes == 0 || total == 0) {
-                fprintf(stderr, "usage: cmpgw_bench coap|http URI FILE [--nodes N] [--requests M] [--block-size B]\n");
+                fprintf(stderr, "usage: cmpgw_bench coap|http URI FILE [--nodes N] [--requests M] [--block-size B]\n"
+                                "                   [--proxy-uri TARGET] [--expect ANSWER] [--timeout S]\n");
                 return 2;
         }
-        if ((r = read_file(argv[optind + 2])) < 0) {
+        if ((r = read_file(argv[optind + 2], &body, &body_len)) < 0) {
                 fprintf(stderr, "cmpgw_bench: %s: %s\n", argv[optind + 2], strerror(-r));
+                return 2;
+        }
+        if (expect_path && (r = read_file(expect_path, &expect, &expect_len)) < 0) {
+                fprintf(stderr, "cmpgw_bench: %s: %s\n", expect_path, strerror(-r));
                 return 2;
         }
         lat = calloc(total, sizeof *lat);
@@ -295,5 +397,6 @@ int main(int argc, char **argv) {
         free(lat);
         free(node);
         free(body);
+        free(expect);
         return r;
 }
