@@ -228,8 +228,9 @@ class Peer:
         if t == CON:        # a separate response or notification: ACK it
             self.s.sendto(bytes([0x60, 0]) + struct.pack(">H", mid), addr)
 
-    def drain(self, secs=0.0):
-        """read (and ACK) whatever is queued, and what arrives within secs"""
+    def drain(self, secs=0.0, tally=None):
+        """read (and ACK) whatever is queued, and what arrives within secs;
+        count the answers' codes ("4.29", and "4.29+Max-Age") into tally"""
         end = time.time() + secs
         while True:
             left = end - time.time()
@@ -242,6 +243,19 @@ class Peer:
             except (BlockingIOError, socket.timeout):
                 return
             self._ack(b, a)
+            if tally is not None:
+                self._tally(b, tally)
+
+    @staticmethod
+    def _tally(b, tally):
+        try:
+            _, code, _, _, opts, _ = decode(b)
+        except (ValueError, IndexError):
+            return
+        name = "%d.%02d" % (code >> 5, code & 31)
+        tally[name] = tally.get(name, 0) + 1
+        if any(num == 14 for num, _ in opts):
+            tally[name + "+Max-Age"] = tally.get(name + "+Max-Age", 0) + 1
 
     def send_raw(self, raw):
         self.s.sendto(raw, self.gw)
@@ -1079,6 +1093,7 @@ def build(S):
         f = S.peer("flood", "127.0.0.3")
         f.s.setblocking(False)
         sent = 0
+        tally = {}
         for i in range(3000):
             kind = i % 3
             if kind == 0:
@@ -1093,14 +1108,19 @@ def build(S):
             except (BlockingIOError, OSError):
                 time.sleep(0.001)
             if i % 200 == 0:
-                f.drain()
-        # TODO(4.29): with per-peer rate limiting configured, assert here that
-        # the flooding socket got 4.29 with Max-Age for part of the burst, and
-        # that 127.0.0.2 below still gets no 4.29.
+                f.drain(tally=tally)
+        f.drain(1.0, tally)
+        # RFC 9482 §4, limits.rate (default 20/s, burst 40 per address): most
+        # of the POSTs are refused with 4.29 and Max-Age; 127.0.0.2 is not
+        # (honest_served wants its real answers)
+        if tally.get("4.29", 0) == 0:
+            raise Fail("4.29 for part of the burst", "none (codes %s)" % tally)
+        if tally.get("4.29+Max-Age", 0) != tally["4.29"]:
+            raise Fail("Max-Age on every 4.29", "%d of %d" % (tally.get("4.29+Max-Age", 0), tally["4.29"]))
         dt = honest_served("right after the burst")
         if not S.gw_alive():
             raise Fail("cmpgwd alive", "dead")
-        return " (%d sent; 127.0.0.2 served in %.2f s)" % (sent, dt)
+        return " (%d sent, %d refused 4.29; 127.0.0.2 served in %.2f s)" % (sent, tally["4.29"], dt)
 
     @S.add("flood-ports", cat, "one POST each from 300 sockets of one address (300 sessions); then another address is served")
     def _(S):

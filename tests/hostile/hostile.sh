@@ -31,9 +31,9 @@ capture_requests "$T/req"
 # so that the cases can reach them: 4096-byte bodies, transfers abandoned
 # for 2 s are discarded (coap.transfer_timeout, cmpgw.json(5)), and the
 # upstream gets 2 s (a BER body makes the mock CA hang: 5.04 after that).
-# TODO(4.29): when per-peer rate limiting lands, configure it here with a
-# limit the ~100 cases per round from 127.0.0.1 stay under, and the flood
-# from 127.0.0.3 exceeds (see flood-burst in hostile.py).
+# The default limits apply (limits.rate 20/s, burst 40 per address): the
+# ~100 cases per round from 127.0.0.1 stay under them, the flood from
+# 127.0.0.3 does not (flood-burst in hostile.py expects its 4.29s).
 MAX_SIZE=4096
 TRANSFER_TIMEOUT=2
 write_config "$T/gw.json" \
