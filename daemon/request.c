@@ -50,10 +50,7 @@ void request_free(struct request *r) {
         free(r->answer);
         free(r->upstream_name);
         free(r->upstream_uri);
-        free(r->upstream_tls.ca_file);
-        free(r->upstream_tls.certificate);
-        free(r->upstream_tls.private_key);
-        free(r->upstream_tls.psk_file);
+        upstream_tls_clear(&r->upstream_tls);
         free(r);
 }
 
@@ -134,6 +131,22 @@ static bool dup_or_null(const char *s, char **ret) {
         return !s || *ret;
 }
 
+int upstream_tls_copy(struct upstream_tls *dst, const struct cmpgw_upstream *u) {
+        if (dup_or_null(u->ca_file, &dst->ca_file) && dup_or_null(u->certificate, &dst->certificate) &&
+            dup_or_null(u->private_key, &dst->private_key) && dup_or_null(u->psk_file, &dst->psk_file))
+                return 0;
+        upstream_tls_clear(dst);
+        return -ENOMEM;
+}
+
+void upstream_tls_clear(struct upstream_tls *t) {
+        free(t->ca_file);
+        free(t->certificate);
+        free(t->private_key);
+        free(t->psk_file);
+        *t = (struct upstream_tls) {};
+}
+
 static int route(struct request *r) {
         const struct cmpgw_config *c = r->manager->config;
         const struct cmpgw_upstream *u = config_route_host(c, r->path.label, r->route_host);
@@ -151,10 +164,7 @@ static int route(struct request *r) {
         r->upstream_chunked = u->chunked;
         r->upstream_max_connections = u->max_connections;
         r->protection = r->manager->protection ? r->manager->protection[u - c->upstreams] : NULL;
-        if (!dup_or_null(u->ca_file, &r->upstream_tls.ca_file) ||
-            !dup_or_null(u->certificate, &r->upstream_tls.certificate) ||
-            !dup_or_null(u->private_key, &r->upstream_tls.private_key) ||
-            !dup_or_null(u->psk_file, &r->upstream_tls.psk_file))
+        if (upstream_tls_copy(&r->upstream_tls, u) < 0)
                 return -ENOMEM;
         return r->upstream_name && r->upstream_uri ? 0 : -ENOMEM;
 }

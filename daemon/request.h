@@ -71,6 +71,11 @@ struct request {
         int max_age;                    /* seconds, -1 for none */
 };
 
+/* The TLS settings of upstream u copied (0, or -ENOMEM with nothing
+ * copied), and freed. */
+int upstream_tls_copy(struct upstream_tls *dst, const struct cmpgw_upstream *u);
+void upstream_tls_clear(struct upstream_tls *t);
+
 /* What an upstream hands back. */
 struct upstream_result {
         int coap_code;                  /* the code decided by the upstream module */

@@ -430,6 +430,16 @@ static unsigned block_szx_for(size_t body_len) {
         return szx;
 }
 
+/* the URI's path as Uri-Path options */
+static void add_uri_path(coap_optlist_t **opts, const coap_uri_t *uri) {
+        uint8_t path[512];
+        size_t path_len = sizeof path;
+        int segs = uri->path.length ? coap_split_path(uri->path.s, uri->path.length, path, &path_len) : 0;
+
+        for (uint8_t *p = path; segs-- > 0; p += coap_opt_size(p))
+                coap_insert_optlist(opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p), coap_opt_value(p)));
+}
+
 static void release_body(coap_session_t *session, void *app_ptr) {
         free(app_ptr);
 }
@@ -438,17 +448,13 @@ static int send_post(struct coap_call *c, const coap_uri_t *uri) {
         struct request *r = c->req;
         coap_pdu_t *pdu = coap_new_pdu(COAP_MESSAGE_CON, COAP_REQUEST_CODE_POST, c->session);
         coap_optlist_t *opts = NULL;
-        uint8_t buf[8], path[512], *copy;
-        size_t path_len = sizeof path;
-        int segs;
+        uint8_t buf[8], *copy;
 
         if (!pdu)
                 return -ENOMEM;
         coap_session_new_token(c->session, &c->token_len, c->token);
         coap_add_token(pdu, c->token_len, c->token);
-        segs = uri->path.length ? coap_split_path(uri->path.s, uri->path.length, path, &path_len) : 0;
-        for (uint8_t *p = path; segs-- > 0; p += coap_opt_size(p))
-                coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p), coap_opt_value(p)));
+        add_uri_path(&opts, uri);
         /* RFC 9482 §2.3: Content-Format application/pkixcmp */
         coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_CONTENT_FORMAT,
                                                     coap_encode_var_safe(buf, sizeof buf, CT_PKIXCMP), buf));
@@ -521,12 +527,10 @@ static void watch_backoff(struct ann_watch *w, const char *why) {
 static int watch_register(struct ann_watch *w) {
         struct upstream_coap *u = w->uc;
         coap_optlist_t *opts = NULL;
-        uint8_t path[512], buf[4];
-        size_t path_len = sizeof path;
+        uint8_t buf[4];
         coap_session_t *session;
         coap_pdu_t *pdu;
         coap_uri_t uri;
-        int segs;
 
         if (coap_split_uri((const uint8_t *) w->uri, strlen(w->uri), &uri) < 0)
                 return -EINVAL;
@@ -545,9 +549,7 @@ static int watch_register(struct ann_watch *w) {
         coap_add_token(pdu, w->token_len, w->token);
         coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_OBSERVE,
                                                     coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_ESTABLISH), buf));
-        segs = uri.path.length ? coap_split_path(uri.path.s, uri.path.length, path, &path_len) : 0;
-        for (uint8_t *p = path; segs-- > 0; p += coap_opt_size(p))
-                coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(p), coap_opt_value(p)));
+        add_uri_path(&opts, &uri);
         coap_add_optlist_pdu(pdu, &opts);
         coap_delete_optlist(opts);
         if (coap_send(session, pdu) == COAP_INVALID_MID)
@@ -617,24 +619,13 @@ static void watch_free(struct ann_watch *w) {
                 coap_session_release(w->session);
         free(w->name);
         free(w->uri);
-        free(w->tls.ca_file);
-        free(w->tls.certificate);
-        free(w->tls.private_key);
-        free(w->tls.psk_file);
+        upstream_tls_clear(&w->tls);
         free(w);
-}
-
-static char *strdup_null(const char *s, bool *oom) {
-        char *d = s ? strdup(s) : NULL;
-
-        *oom |= s && !d;
-        return d;
 }
 
 static int watch_add(struct upstream_coap *u, const struct cmpgw_upstream *up) {
         struct ann_watch *w = calloc(1, sizeof *w);
         char uri[2048];
-        bool oom = false;
         int r;
 
         if (!w)
@@ -644,13 +635,10 @@ static int watch_add(struct upstream_coap *u, const struct cmpgw_upstream *up) {
         LIST_PREPEND(watches, u->watches, w);
         /* <base>/ann: the base is the upstream's URI (…/.well-known/cmp) */
         snprintf(uri, sizeof uri, "%s%sann", up->uri, up->uri[strlen(up->uri) - 1] == '/' ? "" : "/");
-        w->name = strdup_null(up->name, &oom);
-        w->uri = strdup_null(uri, &oom);
-        w->tls.ca_file = strdup_null(up->ca_file, &oom);
-        w->tls.certificate = strdup_null(up->certificate, &oom);
-        w->tls.private_key = strdup_null(up->private_key, &oom);
-        w->tls.psk_file = strdup_null(up->psk_file, &oom);
-        r = oom ? -ENOMEM : sd_event_add_time_relative(u->event, &w->timer, CLOCK_MONOTONIC, 0, 0, on_watch_timer, w);
+        w->name = strdup(up->name);
+        w->uri = strdup(uri);
+        r = !w->name || !w->uri || upstream_tls_copy(&w->tls, up) < 0 ? -ENOMEM :
+            sd_event_add_time_relative(u->event, &w->timer, CLOCK_MONOTONIC, 0, 0, on_watch_timer, w);
         if (r < 0) {
                 watch_free(w);
                 return r;
