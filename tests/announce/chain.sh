@@ -37,14 +37,8 @@ c["registry"]["path"] = sys.argv[5]
 c["dbus"] = {"bus": "none"}
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
-"$CMPGWD" --config "$T/a.json" --verbose >"$T/a.log" 2>&1 &
-A_PID=$!
-PIDS+=("$A_PID")
-for _ in $(seq 100); do
-        [[ $("$COAP_CLIENT" -B 1 -m get "coap://127.0.0.1:$A_PORT/.well-known/core" 2>/dev/null) == *ct=259* ]] && break
-        kill -0 "$A_PID" 2>/dev/null || { tail -n 20 "$T/a.log" >&2; fail "gateway A exited"; }
-        sleep 0.1
-done
+start_other_gw a "$T/a.json" "$A_PORT"
+A_PID=$OTHER_GW_PID
 
 step "node observes A"
 timeout 60 "$CMPCOAP" observe "coap://127.0.0.1:$A_PORT/.well-known/cmp/ann" --out-dir "$T" --count 1 \

@@ -22,8 +22,7 @@ make_pki
 start_bus
 start_ca "$PKI"
 capture_requests "$T/req"
-ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -rspout "$T/genp.der" >>"$T/cap.log" 2>&1 ||
-        fail "capture of a genp"
+capture_genp "$T/genp.der"
 
 slow_port=$(free_port tcp)
 python3 - "$slow_port" "$T/genp.der" >"$T/slow.log" 2>&1 <<'PY' &
@@ -55,7 +54,7 @@ json.dump(c, open(f, "w"), indent=2)
 PY
 start_gw_dbus "$T/gw.json"
 CMP=$GW_URI/.well-known/cmp
-stat() { ctl "stats$1" --json stats; expect_rc "stats$1" 0; json_get "$T/stats$1.out" "j[\"$2\"]"; }
+stat_of() { ctl "stats$1" --json stats; expect_rc "stats$1" 0; json_get "$T/stats$1.out" "j[\"$2\"]"; }
 
 step "(a) a burst from 127.0.0.1 empties its bucket: 4.29 with Max-Age"
 n429=0
@@ -74,7 +73,7 @@ for i in $(seq 8); do
 done
 log "burst of 8: $n204 served, $n429 refused"
 ((n204 >= 3 && n429 >= 1)) || fail "expected the 3 of the burst served and some refused, got $n204/$n429"
-expect_eq "$(stat 1 limited_rate)" "$n429" "GetStatistics limited_rate"
+expect_eq "$(stat_of 1 limited_rate)" "$n429" "GetStatistics limited_rate"
 
 step "(a) another address is served meanwhile"
 expect_code other 2.04 -a 127.0.0.2 -m post -t 259 -f "$T/req/genm.der" "$CMP"
@@ -91,7 +90,7 @@ expect_contains "$COAP_DIAG" "limits.in_flight_per_peer" "in-flight diagnostic"
 expect_code third 2.04 -a 127.0.0.4 -m post -t 259 -f "$T/req/genm.der" "$CMP"
 wait "$first"
 grep -q 'c:2\.04' "$T/first.out" "$T/first.err" || fail "the first request to the slow upstream was not served"
-expect_eq "$(stat 2 limited_in_flight)" 1 "GetStatistics limited_in_flight"
+expect_eq "$(stat_of 2 limited_in_flight)" 1 "GetStatistics limited_in_flight"
 
 step "(c) block-wise transfers past limits.buffered_bytes (4096): 5.03"
 head -c 4000 /dev/urandom >"$T/junk"
@@ -107,15 +106,15 @@ COAP_UDP_SRC=127.0.0.2 coap_udp 127.0.0.1 "$GW_PORT" 2 \
 grep -c 'c:2.31' "$T/a.udp" | grep -qx 3 || { cat "$T/a.udp" >&2; fail "peer A's three blocks were not all 2.31"; }
 sed -n 2p "$T/b.udp" | grep -q 'c:5.03' || { cat "$T/b.udp" >&2; fail "peer B past the budget: expected 5.03"; }
 sed -n 2p "$T/b.udp" | grep -q 'Max-Age' || fail "5.03 without Max-Age"
-expect_eq "$(stat 3 limited_buffered)" 1 "GetStatistics limited_buffered"
+expect_eq "$(stat_of 3 limited_buffered)" 1 "GetStatistics limited_buffered"
 step "(c) a second transfer from A's address is over its share (in_flight_per_peer 1): 4.29"
 coap_udp 127.0.0.1 "$GW_PORT" 2 "path=.well-known/cmp;cf=259;b1=0:1:6;size1=4000;rtag=cc;body=@$T/junk:0:1024" >"$T/a2.udp" 2>/dev/null
 grep -q 'c:4.29' "$T/a2.udp" || { cat "$T/a2.udp" >&2; fail "a second open transfer from one address was not refused"; }
-expect_eq "$(stat 4 buffered_bytes)" 3072 "GetStatistics buffered_bytes while A is quiet"
+expect_eq "$(stat_of 4 buffered_bytes)" 3072 "GetStatistics buffered_bytes while A is quiet"
 step "(c) A's abandoned transfer is dropped after coap.transfer_timeout (2 s)"
 sleep 4
-expect_eq "$(stat 5 buffered_bytes)" 0 "buffered_bytes after the timeout"
-expect_eq "$(stat 6 transfers_abandoned)" 1 "GetStatistics transfers_abandoned"
+expect_eq "$(stat_of 5 buffered_bytes)" 0 "buffered_bytes after the timeout"
+expect_eq "$(stat_of 6 transfers_abandoned)" 1 "GetStatistics transfers_abandoned"
 sleep 2
 expect_code blockwise 2.04 -b 64 -m post -t 259 -f "$T/req/genm.der" "$CMP"
 

@@ -20,13 +20,8 @@ cat >"$T/b.json" <<JSON
   "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10 } ],
   "registry": { "path": "$T/b.db" }, "dbus": { "bus": "none" } }
 JSON
-"$CMPGWD" --config "$T/b.json" --verbose >"$T/b.log" 2>&1 &
-B_PID=$!
-PIDS+=("$B_PID")
-for _ in $(seq 50); do
-        [[ $("$COAP_CLIENT" -B 1 -m get "coap://127.0.0.1:$B_PORT/.well-known/core" 2>/dev/null) == *ct=259* ]] && break
-        sleep 0.1
-done
+start_other_gw b "$T/b.json" "$B_PORT"
+B_PID=$OTHER_GW_PID
 
 # A: the gateway the nodes talk to; its upstream is B over CoAP
 write_config "$T/a.json" "[ { \"name\": \"b\", \"uri\": \"coap://127.0.0.1:$B_PORT/.well-known/cmp\", \"timeout\": 10, \"labels\": [\"plant\"], \"default\": true } ]"

@@ -38,14 +38,8 @@ cat >"$T/b.json" <<JSON
                  { "name": "ra", "uri": "http://127.0.0.1:$dead_port/pkix/", "hosts": ["ra.test"], "timeout": 3 } ],
   "registry": { "path": "$T/b.db" }, "dbus": { "bus": "none" } }
 JSON
-"$CMPGWD" --config "$T/b.json" --verbose >"$T/b.log" 2>&1 &
-B_PID=$!
-PIDS+=("$B_PID")
-for _ in $(seq 50); do
-        [[ $("$COAP_CLIENT" -B 1 -m get "coap://127.0.0.1:$B_PORT/.well-known/core" 2>/dev/null) == *ct=259* ]] && break
-        sleep 0.2
-done
-kill -0 "$B_PID" 2>/dev/null || { cat "$T/b.log" >&2; fail "gateway B did not start"; }
+start_other_gw b "$T/b.json" "$B_PORT"
+B_PID=$OTHER_GW_PID
 B_URI=coaps://127.0.0.1:$B_DTLS/.well-known/cmp
 
 # a_config FILE TLS_JSON: A with one coaps upstream (B) plus TLS_JSON keys

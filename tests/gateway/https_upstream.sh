@@ -16,8 +16,7 @@ make_pki
 P=$PKI
 start_ca "$P"
 capture_requests "$T/req"
-ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -rspout "$T/genp.der" >>"$T/cap.log" 2>&1 ||
-        fail "capture of a genp"
+capture_genp "$T/genp.der"
 stop_ca
 
 port=$(free_port tcp)

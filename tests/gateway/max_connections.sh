@@ -11,7 +11,7 @@ require_cmd openssl python3 "$COAP_CLIENT"
 make_pki
 start_ca "$PKI"
 capture_requests "$T/req"
-ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -rspout "$T/genp.der" >>"$T/cap.log" 2>&1 || fail "capture of a genp"
+capture_genp "$T/genp.der"
 stop_ca
 
 port=$(free_port tcp)

@@ -12,8 +12,7 @@ require_cmd openssl python3 "$COAP_CLIENT"
 make_pki
 start_ca "$PKI"
 capture_requests "$T/req"
-ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -rspout "$T/genp.der" >>"$T/cap.log" 2>&1 ||
-        fail "capture of a genp"
+capture_genp "$T/genp.der"
 
 rec_port=$(free_port tcp)
 python3 - "$rec_port" "$T/genp.der" "$T/paths" >"$T/rec.log" 2>&1 <<'PY' &

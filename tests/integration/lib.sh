@@ -360,6 +360,31 @@ start_gw() {
         fail "cmpgwd did not serve /.well-known/core with ct=259 within 10 s (last body: '$body')"
 }
 
+# start_other_gw NAME CONFIG PORT: a further cmpgwd (a gateway in a chain)
+# logging to $T/NAME.log; waits until coap://127.0.0.1:PORT serves
+# /.well-known/core with ct=259 and sets OTHER_GW_PID.
+start_other_gw() {
+        local name=$1 conf=$2 port=$3 i
+        "$CMPGWD" --config "$conf" --verbose >>"$T/$name.log" 2>&1 &
+        OTHER_GW_PID=$!
+        PIDS+=("$OTHER_GW_PID")
+        for ((i = 0; i < 100; i++)); do
+                [[ $("$COAP_CLIENT" -B 1 -m get "coap://127.0.0.1:$port/.well-known/core" 2>/dev/null) == *ct=259* ]] &&
+                        return 0
+                kill -0 "$OTHER_GW_PID" 2>/dev/null || { tail -n 20 "$T/$name.log" >&2; fail "gateway $name exited"; }
+                sleep 0.1
+        done
+        tail -n 20 "$T/$name.log" >&2
+        fail "gateway $name did not serve /.well-known/core with ct=259 within 10 s"
+}
+
+# capture_genp FILE: a genp from the mock CA (start_ca first), for fixtures
+# that stand in for an RA
+capture_genp() {
+        ossl_cmp -cmd genm -ref "$CA_REF" -secret "$CA_SECRET" -rspout "$1" >>"$T/cap.log" 2>&1 ||
+                fail "capture of a genp"
+}
+
 stop_gw() { [[ -n $GW_PID ]] && stop_pid "$GW_PID"; }
 
 gw_alive() {
