@@ -569,6 +569,7 @@ static struct transfer *transfer_find(struct coap_server *s, coap_session_t *ses
 }
 
 static void transfer_free(struct coap_server *s, struct transfer *t) {
+        peer_limits_drop(s->manager->peers, &t->key, PEER_TRANSFERS);
         LIST_REMOVE(transfers, s->transfers, t);
         s->n_transfers--;
         s->buffered -= t->len;
@@ -585,25 +586,17 @@ static struct transfer *transfer_new(struct coap_server *s, coap_session_t *sess
         t = calloc(1, sizeof *t);
         if (!t)
                 return NULL;
-        t->session = session;
         peer_key_of_session(session, &t->key);
+        if (peer_limits_add(s->manager->peers, &t->key, PEER_TRANSFERS, now_usec(s)) == 0) {
+                free(t);        /* every tracked address is busy */
+                return NULL;
+        }
+        t->session = session;
         t->tag_len = tag->len;
         memcpy(t->tag, tag->v, tag->len);
         LIST_PREPEND(transfers, s->transfers, t);
         s->n_transfers++;
         return t;
-}
-
-/* open Block1 transfers of the session's address (at most MAX_TRANSFERS) */
-static unsigned transfers_of_peer(struct coap_server *s, coap_session_t *session) {
-        struct transfer *t, *n;
-        struct peer_key k;
-        unsigned count = 0;
-
-        peer_key_of_session(session, &k);
-        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
-                count += memcmp(&t->key, &k, sizeof k) == 0;
-        return count;
 }
 
 static int transfer_append(struct coap_server *s, struct transfer *t, const uint8_t *data, size_t len) {
@@ -841,7 +834,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
                 return answer_error(response, 500, -1, "out of memory");
         }
         peer_key_of_session(session, &r->peer_key);
-        n = peer_limits_add_in_flight(s->manager->peers, &r->peer_key, now_usec(s));
+        n = peer_limits_add(s->manager->peers, &r->peer_key, PEER_IN_FLIGHT, now_usec(s));
         r->in_flight_counted = n > 0;
         if (n == 0 || n > s->manager->config->limit_in_flight) {
                 request_free(r);
@@ -892,6 +885,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         struct transfer *t;
         const uint8_t *data;
         size_t len, offset, total;
+        struct peer_key key;
         int cf, r;
 
         /* RFC 9482 §2.5: CMP messages never use multicast; never answer one */
@@ -937,10 +931,11 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                         memcpy(body, data, len);
                 return start_request(s, resource, session, request, response, &path, body, len, true);
         }
-        if (offset == 0 && transfers_of_peer(s, session) >= c->limit_in_flight)
-                return refuse_peer(s, session, response, &s->manager->stats.limited_in_flight, 5,
-                                   "limits.in_flight_per_peer: block-wise transfers open");
         if (offset == 0) {
+                peer_key_of_session(session, &key);
+                if (peer_limits_held(s->manager->peers, &key, PEER_TRANSFERS) >= c->limit_in_flight)
+                        return refuse_peer(s, session, response, &s->manager->stats.limited_in_flight, 5,
+                                           "limits.in_flight_per_peer: block-wise transfers open");
                 t = transfer_new(s, session, &tag);
                 if (!t)
                         return answer_error(response, 503, 5, "too many block-wise transfers in progress");
@@ -1054,7 +1049,7 @@ static struct ann_observer *observer_find(struct coap_server *s, coap_session_t 
 }
 
 static void observer_free(struct coap_server *s, struct ann_observer *o) {
-        peer_limits_drop_observer(s->manager->peers, &o->key);
+        peer_limits_drop(s->manager->peers, &o->key, PEER_OBSERVERS);
         LIST_REMOVE(observers, s->observers, o);
         s->n_observers--;
         free(o);
@@ -1094,7 +1089,7 @@ static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t 
         memcpy(o->token, token.s, o->token_len);
         peer_address(session, o->addr, sizeof o->addr);
         peer_key_of_session(session, &o->key);
-        peer_limits_add_observer(s->manager->peers, &o->key, now_usec(s));
+        peer_limits_add(s->manager->peers, &o->key, PEER_OBSERVERS, now_usec(s));
         LIST_PREPEND(observers, s->observers, o);
         s->n_observers++;
         return o;
@@ -1199,7 +1194,7 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                  * one way to end it: 4.29 carries no Observe (RFC 7641 §4.1) */
                 struct peer_key k;
                 peer_key_of_session(session, &k);
-                if (!notification && peer_limits_observers(s->manager->peers, &k) >=
+                if (!notification && peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >=
                                      s->manager->config->ann_max_observers_per_peer)
                         return refuse_peer(s, session, response, &s->manager->stats.limited_observers,
                                            OBSERVER_RETRY_SEC, "announcements.max_observers_per_peer");

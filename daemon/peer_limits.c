@@ -14,8 +14,7 @@ struct peer {
         struct peer_key key;
         double tokens;
         uint64_t refilled_usec;         /* 0: never (a full bucket) */
-        unsigned in_flight;
-        unsigned observers;
+        unsigned held[_PEER_HOLD_MAX];
         LIST_FIELDS(struct peer, bucket);
         LIST_FIELDS(struct peer, lru);  /* most recently used first */
 };
@@ -90,8 +89,10 @@ static void touch(struct peer_limits *pl, struct peer *p) {
 
 /* A peer holding nothing whose bucket has refilled can be forgotten. */
 static bool idle(const struct peer *p, uint64_t now_usec) {
-        return p->in_flight == 0 && p->observers == 0 &&
-               (p->refilled_usec == 0 || now_usec > p->refilled_usec + 60 * 1000000ULL);
+        for (size_t i = 0; i < _PEER_HOLD_MAX; i++)
+                if (p->held[i])
+                        return false;
+        return (p->refilled_usec == 0 || now_usec > p->refilled_usec + 60 * 1000000ULL);
 }
 
 /* Room for one more: forget the least recently used idle peer. When every
@@ -148,37 +149,23 @@ bool peer_limits_take(struct peer_limits *pl, const struct peer_key *k, uint64_t
         return false;
 }
 
-unsigned peer_limits_add_in_flight(struct peer_limits *pl, const struct peer_key *k, uint64_t now_usec) {
+unsigned peer_limits_add(struct peer_limits *pl, const struct peer_key *k, enum peer_hold what, uint64_t now_usec) {
         struct peer *p = peer_get(pl, k, now_usec);
 
-        return p ? ++p->in_flight : 0;
+        return p ? ++p->held[what] : 0;
 }
 
-void peer_limits_drop_in_flight(struct peer_limits *pl, const struct peer_key *k) {
+void peer_limits_drop(struct peer_limits *pl, const struct peer_key *k, enum peer_hold what) {
         struct peer *p = peer_find(pl, k);
 
-        if (p && p->in_flight > 0)
-                p->in_flight--;
+        if (p && p->held[what] > 0)
+                p->held[what]--;
 }
 
-unsigned peer_limits_observers(struct peer_limits *pl, const struct peer_key *k) {
+unsigned peer_limits_held(struct peer_limits *pl, const struct peer_key *k, enum peer_hold what) {
         struct peer *p = peer_find(pl, k);
 
-        return p ? p->observers : 0;
-}
-
-void peer_limits_add_observer(struct peer_limits *pl, const struct peer_key *k, uint64_t now_usec) {
-        struct peer *p = peer_get(pl, k, now_usec);
-
-        if (p)
-                p->observers++;
-}
-
-void peer_limits_drop_observer(struct peer_limits *pl, const struct peer_key *k) {
-        struct peer *p = peer_find(pl, k);
-
-        if (p && p->observers > 0)
-                p->observers--;
+        return p ? p->held[what] : 0;
 }
 
 unsigned peer_limits_count(const struct peer_limits *pl) {

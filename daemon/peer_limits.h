@@ -29,12 +29,18 @@ void peer_key_of(const struct sockaddr *sa, struct peer_key *ret);
 bool peer_limits_take(struct peer_limits *pl, const struct peer_key *k, uint64_t now_usec,
                       double rate, unsigned burst, unsigned *retry_sec);
 
-/* Transactions in flight and ann observers per peer: _add returns the
- * count after adding (0 when no memory: refuse); _drop undoes one. */
-unsigned peer_limits_add_in_flight(struct peer_limits *pl, const struct peer_key *k, uint64_t now_usec);
-void peer_limits_drop_in_flight(struct peer_limits *pl, const struct peer_key *k);
-unsigned peer_limits_observers(struct peer_limits *pl, const struct peer_key *k);
-void peer_limits_add_observer(struct peer_limits *pl, const struct peer_key *k, uint64_t now_usec);
-void peer_limits_drop_observer(struct peer_limits *pl, const struct peer_key *k);
+/* What a peer holds: a peer holding anything is never forgotten. */
+enum peer_hold {
+        PEER_IN_FLIGHT,                 /* transactions waiting on upstreams */
+        PEER_OBSERVERS,                 /* ann observations */
+        PEER_TRANSFERS,                 /* incomplete Block1 transfers */
+        _PEER_HOLD_MAX,
+};
+
+/* _add returns the count after adding (0 when the peer cannot be tracked:
+ * refuse); _drop undoes one; _held reads it. */
+unsigned peer_limits_add(struct peer_limits *pl, const struct peer_key *k, enum peer_hold what, uint64_t now_usec);
+void peer_limits_drop(struct peer_limits *pl, const struct peer_key *k, enum peer_hold what);
+unsigned peer_limits_held(struct peer_limits *pl, const struct peer_key *k, enum peer_hold what);
 
 unsigned peer_limits_count(const struct peer_limits *pl);

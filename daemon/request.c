@@ -42,7 +42,7 @@ void request_free(struct request *r) {
         if (r->coap_call)
                 upstream_coap_cancel(r->manager->coap_client, r);
         if (r->in_flight_counted)
-                peer_limits_drop_in_flight(r->manager->peers, &r->peer_key);
+                peer_limits_drop(r->manager->peers, &r->peer_key, PEER_IN_FLIGHT);
         LIST_REMOVE(requests, r->manager->requests, r);
         r->manager->n_requests--;
         dbus_api_properties_changed(r->manager->dbus);
