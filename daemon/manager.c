@@ -110,45 +110,40 @@ static int protection_stores_load(const struct cmpgw_config *c, X509_STORE ***re
         return 0;
 }
 
+/* A reload refused: the running configuration stays. Takes why (malloc'd
+ * or NULL), c and prot. */
+static int reload_refused(Manager *m, int r, char *why, char **ret_err, struct cmpgw_config *c, X509_STORE **prot) {
+        log_error("reload failed, keeping the running configuration: %s", why ? why : strerror(-r));
+        if (ret_err)
+                *ret_err = why;
+        else
+                free(why);
+        if (c)
+                protection_stores_free(prot, c->n_upstreams);
+        config_free(c);
+        sd_notify(false, "READY=1");
+        notify_status(m);
+        return r;
+}
+
 int manager_reload(Manager *m, char **ret_err) {
         struct cmpgw_config *c = NULL;
         struct registry_config rc;
-        char *err = NULL;
+        X509_STORE **prot = NULL;
+        char *err = NULL, *why = NULL;
         int r;
 
         sd_notify(false, "RELOADING=1\nSTATUS=Reloading configuration");
         r = config_load_file(m->config_path, &c, &err);
-        if (r < 0) {
-                log_error("reload failed, keeping the running configuration: %s", err ? err : strerror(-r));
-                if (ret_err)
-                        *ret_err = err;
-                else
-                        free(err);
-                sd_notify(false, "READY=1");
-                notify_status(m);
-                return r;
-        }
-        X509_STORE **prot = NULL;
-        if ((r = protection_stores_load(c, &prot, &err)) < 0) {
-                log_error("reload failed, keeping the running configuration: %s", err ? err : strerror(-r));
-                if (ret_err)
-                        *ret_err = err;
-                else
-                        free(err);
-                config_free(c);
-                sd_notify(false, "READY=1");
-                return r;
-        }
+        if (r < 0)
+                return reload_refused(m, r, err, ret_err, NULL, NULL);
+        if ((r = protection_stores_load(c, &prot, &err)) < 0)
+                return reload_refused(m, r, err, ret_err, c, NULL);
         if (m->announce && (r = announce_set_trusted(m->announce, c->ann_trusted, &err)) < 0) {
-                protection_stores_free(prot, c->n_upstreams);
-                log_error("reload failed, keeping the running configuration: announcements.trusted: %s",
-                          err ? err : strerror(-r));
-                if (ret_err && asprintf(ret_err, "announcements.trusted: %s", err ? err : strerror(-r)) < 0)
-                        *ret_err = NULL;
+                if (asprintf(&why, "announcements.trusted: %s", err ? err : strerror(-r)) < 0)
+                        why = NULL;
                 free(err);
-                config_free(c);
-                sd_notify(false, "READY=1");
-                return r;
+                return reload_refused(m, r, why, ret_err, c, prot);
         }
         if (c->n_listen != m->config->n_listen)
                 log_warning("reload: listener changes take effect only after a restart");
@@ -159,16 +154,11 @@ int manager_reload(Manager *m, char **ret_err) {
         r = coap_server_apply_config(m->coap, c);
         if (r < 0) {
                 /* coap_server.c logged what it could not take (credentials, resources) */
-                log_error("reload failed, keeping the running configuration: the CoAP listeners refused it (%s)",
-                          strerror(-r));
-                if (ret_err && asprintf(ret_err, "the CoAP listeners refused the new configuration: %s; see the daemon's log",
-                                        strerror(-r)) < 0)
-                        *ret_err = NULL;
                 coap_server_apply_config(m->coap, m->config);
-                protection_stores_free(prot, c->n_upstreams);
-                config_free(c);
-                sd_notify(false, "READY=1");
-                return r;
+                if (asprintf(&why, "the CoAP listeners refused the new configuration: %s; see the daemon's log",
+                             strerror(-r)) < 0)
+                        why = NULL;
+                return reload_refused(m, r, why, ret_err, c, prot);
         }
         upstream_http_set_max_response(m->http, c->max_message_size);
         if (strcmp(c->registry_path, m->config->registry_path) != 0)
