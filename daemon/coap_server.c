@@ -1,9 +1,10 @@
 /* coap_server.c -- the CoAP side of cmpgwd (RFC 9482 §2, RFC 7252, RFC 7959)
  *
- * libcoap runs in COAP_BLOCK_USE_LIBCOAP mode *without* SINGLE_BODY: the
- * handler sees every Block1 block with its Size1, so the size limit holds
- * before any memory is taken (PEERS.md: SINGLE_BODY allocates whatever Size1
- * claims). Bodies are reassembled here, per (session, token). */
+ * libcoap's server context runs without its block mode (coap_blocks.h):
+ * the handler sees every Block1 block with its Size1, so the size limit
+ * holds before any memory is taken (PEERS.md: SINGLE_BODY allocates whatever
+ * Size1 claims), bodies are reassembled here, per (session, Request-Tag),
+ * and answers are cut into Block2 blocks from what cmpgwd keeps anyway. */
 #include "coap_server.h"
 
 #include <errno.h>
@@ -24,6 +25,7 @@
 
 #include "announce.h"
 #include "cmp_path.h"
+#include "coap_blocks.h"
 #include "coap_status.h"
 #include "kept_answer.h"
 #include "log.h"
@@ -509,33 +511,29 @@ static bool admit_start(struct coap_server *s, coap_session_t *session, coap_pdu
         return false;
 }
 
-/* coap_add_data_large_response() failed: libcoap has already called the
- * release function (block.h), so the data is gone. It may have set its own
- * 4.xx (a Block2 number past the end): keep that; else 5.00. */
-static void large_response_failed(coap_pdu_t *response, const char *what) {
-        if (COAP_RESPONSE_CLASS(coap_pdu_get_code(response)) < 4)
-                answer_error(response, 500, -1, what);
+/* A representation into RESPONSE (its code set): whole, or the block the
+ * request asks for (RFC 7959 §2.4; RFC 9482 §2.4: large ones block-wise). */
+static void answer_blocks(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
+                          coap_pdu_t *response, int cf, int max_age, uint64_t etag,
+                          const uint8_t *body, size_t len) {
+        int r = coap_block_answer(session, request, response, s->manager->config->block_size,
+                                  cf, max_age, etag, body, len);
+
+        if (r == -ERANGE)
+                answer_error(response, 400, -1, "no such block: the Block2 number lies past the end");
+        else if (r == -EINVAL)
+                answer_error(response, 400, -1, "unusable Block2 option (SZX 7 is reserved over UDP and DTLS)");
+        else if (r < 0)
+                answer_error(response, 500, -1, "cannot send the answer");
 }
 
-static void release_answer(coap_session_t *session, void *app_ptr) {
-        free(app_ptr);
-}
-
-static void answer_request(coap_resource_t *resource, coap_session_t *session,
-                           const coap_pdu_t *request, coap_pdu_t *response, struct request *r) {
-        int ok;
-
-        if (!r->answer_is_cmp)
-                return answer_diagnostic(response, r->code, r->max_age, r->answer, r->answer_len);
-        coap_pdu_set_code(response, COAP_CODE(r->code));
-        /* RFC 9482 §2.4: large answers go block-wise; libcoap owns the buffer now */
-        ok = coap_add_data_large_response(resource, session, request, response, NULL,
-                                          CT_PKIXCMP, r->max_age, 0, r->answer_len, r->answer,
-                                          release_answer, r->answer);
-        r->answer = NULL;       /* libcoap's now, and released even on failure */
-        r->answer_len = 0;
-        if (!ok)
-                large_response_failed(response, "cannot send the answer");
+static void answer_body(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
+                        coap_pdu_t *response, int code, bool is_cmp, int max_age, uint64_t etag,
+                        const uint8_t *body, size_t len) {
+        if (!is_cmp)
+                return answer_diagnostic(response, code, max_age, body, len);
+        coap_pdu_set_code(response, COAP_CODE(code));
+        answer_blocks(s, session, request, response, CT_PKIXCMP, max_age, etag, body, len);
 }
 
 /* ---- Block1 reassembly ----------------------------------------------- */
@@ -724,6 +722,16 @@ static struct request *deferred_find(struct coap_server *s, coap_session_t *sess
         return NULL;
 }
 
+/* What names a CMP resource, for Block2 requests that continue an answer */
+static uint32_t path_key_of(const struct cmp_path *path) {
+        uint32_t h = 2166136261u;
+
+        for (const char *c = path->label; *c; c++)
+                h = (h ^ (uint8_t) *c) * 16777619u;
+        h = (h ^ (uint8_t) path->op) * 16777619u;
+        return (h ^ (uint8_t) path->ann) * 16777619u;
+}
+
 /* the request's answer moves into the kept answers */
 static struct kept_answer *kept_new(struct coap_server *s, struct request *r) {
         uint8_t *body = r->answer;
@@ -732,24 +740,35 @@ static struct kept_answer *kept_new(struct coap_server *s, struct request *r) {
         r->answer = NULL;
         r->answer_len = 0;
         return kept_answers_add(s->kept, now_usec(s), r->session, r->mid, r->token, r->token_len,
-                                r->code, r->answer_is_cmp, r->max_age, body, len);
+                                path_key_of(&r->path), r->code, r->answer_is_cmp, r->max_age, body, len);
 }
 
-static void answer_from_kept(coap_resource_t *resource, coap_session_t *session,
-                             const coap_pdu_t *request, coap_pdu_t *response,
-                             const struct kept_answer *k) {
-        uint8_t *copy;
+static void answer_from_kept(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
+                             coap_pdu_t *response, const struct kept_answer *k) {
+        answer_body(s, session, request, response, k->code, k->is_cmp, k->max_age, k->etag, k->body, k->len);
+}
 
-        if (!k->is_cmp)
-                return answer_diagnostic(response, k->code, k->max_age, k->body, k->len);
-        copy = malloc(k->len ? k->len : 1);
-        if (!copy)
-                return answer_error(response, 500, -1, "out of memory");
-        memcpy(copy, k->body, k->len);
-        coap_pdu_set_code(response, COAP_CODE(k->code));
-        if (!coap_add_data_large_response(resource, session, request, response, NULL, CT_PKIXCMP,
-                                          k->max_age, 0, k->len, copy, release_answer, copy))
-                large_response_failed(response, "cannot send the answer");
+/* The answer, kept when it is a PKIMessage: a retransmission gets it again
+ * and a Block2 request its further blocks. */
+static void answer_request(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
+                           coap_pdu_t *response, struct request *r) {
+        struct kept_answer *k = r->answer_is_cmp && r->session ? kept_new(s, r) : NULL;
+
+        if (k)
+                return answer_from_kept(s, session, request, response, k);
+        answer_body(s, session, request, response, r->code, r->answer_is_cmp, r->max_age,
+                    coap_block_etag(r->answer, r->answer_len), r->answer, r->answer_len);
+}
+
+/* RFC 7959 §2.4: a request for a further block of an answer; the client
+ * sends it with a new token and message ID, and no body. */
+static void answer_next_block(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
+                              coap_pdu_t *response, const struct cmp_path *path) {
+        struct kept_answer *k = kept_answers_latest_get0(s->kept, session, path_key_of(path));
+
+        if (!k)
+                return answer_error(response, 408, -1, "no answer here to continue: send the request again");
+        answer_from_kept(s, session, request, response, k);
 }
 
 static bool kept_fits_one_pdu(struct coap_server *s, const struct kept_answer *k) {
@@ -785,7 +804,7 @@ static bool handle_retransmission(struct coap_server *s, coap_resource_t *resour
         struct kept_answer *k = kept_find(s, session, request);
 
         if (k) {
-                answer_from_kept(resource, session, request, response, k);
+                answer_from_kept(s, session, request, response, k);
                 return true;
         }
         if (deferred_find(s, session, request)) {
@@ -808,9 +827,9 @@ static void handle_async(struct coap_server *s, coap_resource_t *resource,
          * forwarded twice (RFC 7252 §4.5). */
         k = r->session ? kept_new(s, r) : NULL;
         if (k)
-                answer_from_kept(resource, session, request, response, k);
+                answer_from_kept(s, session, request, response, k);
         else
-                answer_request(resource, session, request, response, r);
+                answer_request(s, session, request, response, r);
         r->async = NULL;
         coap_server_release_request(s, r);
         request_free(r);
@@ -854,7 +873,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
         peer_identity(session, r->psk_identity, sizeof r->psk_identity, r->client_subject, sizeof r->client_subject);
         request_start(r);
         if (r->answered) {      /* answer at hand: piggybacked (RFC 9482 §2.3) */
-                answer_request(resource, session, request, response, r);
+                answer_request(s, session, request, response, r);
                 coap_server_release_request(s, r);
                 request_free(r);
                 return;
@@ -872,6 +891,15 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
         /* no code: libcoap sends the empty ACK of a separate response */
 }
 
+/* Size1 (RFC 7959 §4): the size the client says the whole body has; 0 if
+ * it does not say. */
+static size_t size1_of(const coap_pdu_t *pdu) {
+        coap_opt_iterator_t it;
+        coap_opt_t *o = coap_check_option(pdu, COAP_OPTION_SIZE1, &it);
+
+        return o ? coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o)) : 0;
+}
+
 static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                             const coap_pdu_t *request, const coap_string_t *query,
                             coap_pdu_t *response) {
@@ -883,8 +911,9 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         char host[256];
         struct request_tag tag;
         struct transfer *t;
+        struct coap_block_opt b1, b2;
         const uint8_t *data;
-        size_t len, offset, total;
+        size_t len, offset, size1;
         struct peer_key key;
         int cf, r;
 
@@ -899,6 +928,9 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                 return answer_error(response, 404, -1, "no such CMP resource");
         if (path.ann)
                 return answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
+        coap_block_opt_get(session, request, COAP_OPTION_BLOCK2, &b2);
+        if (b2.valid && b2.offset > 0)
+                return answer_next_block(s, session, request, response, &path);
         route_host(session, request, host, sizeof host);
         if (!config_route_host(c, path.label, host))
                 return answer_error(response, 404, -1, "no upstream takes this label or host");
@@ -906,14 +938,21 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         /* RFC 9482 §2.3: application/pkixcmp */
         if (cf >= 0 && cf != CT_PKIXCMP)
                 return answer_error(response, 415, -1, "content-format must be 259 (application/pkixcmp)");
-        if (!coap_get_data_large(request, &len, &data, &offset, &total)) {
+        coap_block_opt_get(session, request, COAP_OPTION_BLOCK1, &b1);
+        if ((b1.present && !b1.valid) || (b2.present && !b2.valid))
+                return answer_error(response, 400, -1, "unusable block option (SZX 7 is reserved over UDP and DTLS)");
+        if (!coap_get_data(request, &len, &data)) {
                 len = 0;
                 data = NULL;
-                offset = 0;
-                total = 0;
         }
-        if (total > c->max_message_size || offset + len > c->max_message_size)
-                return answer_too_large(s, response, total > offset + len ? total : offset + len);
+        /* RFC 7959 §2.3: every block but the last fills the block size */
+        if (b1.more && len != b1.size)
+                return answer_error(response, 400, -1, "a Block1 block with more to come must fill its block size");
+        offset = b1.offset;
+        size1 = size1_of(request);
+        /* RFC 9482 §4: refuse a body over the limit before buffering it */
+        if (size1 > c->max_message_size || offset + len > c->max_message_size)
+                return answer_too_large(s, response, size1 > offset + len ? size1 : offset + len);
 
         tag = request_tag_of(request);
         t = transfer_find(s, session, &tag);
@@ -923,7 +962,7 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         }
         if (offset == 0 && !admit_start(s, session, response))
                 return;
-        if (offset + len == total && offset == 0) {     /* the whole body in one PDU */
+        if (!b1.more && offset == 0) {  /* the whole body in one PDU */
                 uint8_t *body = len ? malloc(len) : NULL;
                 if (len && !body)
                         return answer_error(response, 500, -1, "out of memory");
@@ -957,9 +996,10 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
                                     (unsigned long long) c->limit_buffered);
                 return answer_error(response, 503, 5, "gateway busy: too many block-wise transfers buffered; retry later");
         }
-        /* RFC 7959 §2.3: more blocks to come (libcoap reports total > offset + len) */
-        if (offset + len < total) {
+        /* RFC 7959 §2.3: more blocks to come; 2.31 names the block received */
+        if (b1.more) {
                 coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTINUE);
+                add_uint_option(response, COAP_OPTION_BLOCK1, (b1.num << 4) | 8u | b1.szx);
                 return;
         }
         {
@@ -1144,10 +1184,6 @@ static uint64_t etag_of(const struct announce_blob *b) {
         return e ? e : 1;
 }
 
-static void release_blob(coap_session_t *session, void *app_ptr) {
-        announce_blob_unref(app_ptr);
-}
-
 static void ann_answer_content(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
                                const coap_pdu_t *request, const coap_string_t *query, coap_pdu_t *response) {
         struct announce_blob *b = announce_latest(s->manager->announce);
@@ -1157,10 +1193,7 @@ static void ann_answer_content(struct coap_server *s, coap_resource_t *resource,
                 add_uint_option(response, COAP_OPTION_MAXAGE, ANN_MAX_AGE);
                 return;
         }
-        announce_blob_ref(b);
-        if (!coap_add_data_large_response(resource, session, request, response, query, CT_PKIXCMP,
-                                          ANN_MAX_AGE, etag_of(b), b->len, b->data, release_blob, b))
-                large_response_failed(response, "cannot send the announcement");
+        answer_blocks(s, session, request, response, CT_PKIXCMP, ANN_MAX_AGE, etag_of(b), b->data, b->len);
 }
 
 static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
@@ -1171,12 +1204,16 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
         coap_bin_const_t token = coap_pdu_get_token(request);
         coap_opt_iterator_t it;
         coap_opt_t *obs;
+        struct coap_block_opt b2;
         struct ann_observer *o;
         int observe = -1;
 
         if (is_multicast(session))
                 return drop(response);
         obs = coap_check_option(request, COAP_OPTION_OBSERVE, &it);
+        coap_block_opt_get(session, request, COAP_OPTION_BLOCK2, &b2);
+        if (!obs && b2.valid && b2.offset > 0)        /* RFC 7959 §2.4: the next block */
+                return ann_answer_content(s, resource, session, request, query, response);
         if (obs)
                 observe = (int) coap_decode_var_bytes(coap_opt_value(obs), coap_opt_length(obs));
         o = observer_find(s, session, token.s, token.length);
@@ -1316,10 +1353,9 @@ static void handle_core_get(coap_resource_t *resource, coap_session_t *session,
                 return answer_error(response, 500, -1, "out of memory");
         }
         coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
-        if (!coap_add_data_large_response(resource, session, request, response, query,
-                                          COAP_MEDIATYPE_APPLICATION_LINK_FORMAT, -1, 0, len,
-                                          (const uint8_t *) links, release_answer, links))
-                large_response_failed(response, "cannot send the link list");
+        answer_blocks(s, session, request, response, COAP_MEDIATYPE_APPLICATION_LINK_FORMAT, -1,
+                      coap_block_etag((const uint8_t *) links, len), (const uint8_t *) links, len);
+        free(links);
 }
 
 static void handle_core_other(coap_resource_t *resource, coap_session_t *session,
@@ -1608,7 +1644,7 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
                 return -ENOMEM;
         }
         the_server = s;
-        coap_context_set_block_mode(s->ctx, COAP_BLOCK_USE_LIBCOAP);
+        /* no libcoap block mode on the server side: coap_blocks.h */
         /* RFC 9482 §2.5: no resource, discovery included, answers multicast;
          * without this libcoap answers multicast discovery itself */
         coap_mcast_per_resource(s->ctx);

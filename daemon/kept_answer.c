@@ -2,6 +2,8 @@
  * list for expiry and eviction of the oldest. */
 #include "kept_answer.h"
 
+#include "coap_blocks.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@ struct kept_answers {
         LIST_HEAD(struct kept_answer, newest);
         struct kept_answer *oldest;
         LIST_HEAD(struct kept_answer, buckets[N_BUCKETS]);
+        LIST_HEAD(struct kept_answer, path_buckets[N_BUCKETS]);
 };
 
 /* FNV-1a over what names an exchange */
@@ -25,6 +28,17 @@ static size_t bucket_of(const coap_session_t *session, coap_mid_t mid, const uin
         h = (h ^ (uint8_t) (mid >> 8)) * 16777619u;
         for (size_t i = 0; i < token_len; i++)
                 h = (h ^ token[i]) * 16777619u;
+        return h & (N_BUCKETS - 1);
+}
+
+static size_t path_bucket_of(const coap_session_t *session, uint32_t path_key) {
+        uintptr_t p = (uintptr_t) session;
+        uint32_t h = 2166136261u;
+
+        for (size_t i = 0; i < sizeof p; i++, p >>= 8)
+                h = (h ^ (uint8_t) p) * 16777619u;
+        for (size_t i = 0; i < 4; i++, path_key >>= 8)
+                h = (h ^ (uint8_t) path_key) * 16777619u;
         return h & (N_BUCKETS - 1);
 }
 
@@ -43,6 +57,7 @@ static void kept_free(struct kept_answers *ka, struct kept_answer *k) {
                 ka->oldest = k->age_prev;
         LIST_REMOVE(age, ka->newest, k);
         LIST_REMOVE(bucket, ka->buckets[b], k);
+        LIST_REMOVE(by_path, ka->path_buckets[path_bucket_of(k->session, k->path_key)], k);
         ka->n--;
         coap_session_release(k->session);
         free(k->body);
@@ -60,7 +75,8 @@ struct kept_answers *kept_answers_free(struct kept_answers *ka) {
 
 struct kept_answer *kept_answers_add(struct kept_answers *ka, uint64_t now_usec, coap_session_t *session,
                                      coap_mid_t mid, const uint8_t *token, size_t token_len,
-                                     int code, bool is_cmp, int max_age, uint8_t *body, size_t len) {
+                                     uint32_t path_key, int code, bool is_cmp, int max_age,
+                                     uint8_t *body, size_t len) {
         struct kept_answer *k;
         size_t b;
 
@@ -79,9 +95,12 @@ struct kept_answer *kept_answers_add(struct kept_answers *ka, uint64_t now_usec,
         k->max_age = max_age;
         k->body = body;
         k->len = len;
+        k->etag = coap_block_etag(body, len);
+        k->path_key = path_key;
         k->expires_usec = now_usec + EXCHANGE_LIFETIME_USEC;
         b = bucket_of(session, mid, token, token_len);
         LIST_PREPEND(bucket, ka->buckets[b], k);
+        LIST_PREPEND(by_path, ka->path_buckets[path_bucket_of(session, path_key)], k);
         LIST_PREPEND(age, ka->newest, k);
         if (!ka->oldest)
                 ka->oldest = k;
@@ -96,6 +115,16 @@ struct kept_answer *kept_answers_get0(struct kept_answers *ka, coap_session_t *s
         LIST_FOREACH_SAFE(bucket, k, n, ka->buckets[bucket_of(session, mid, token, token_len)])
                 if (k->session == session && k->mid == mid && k->token_len == token_len &&
                     memcmp(k->token, token, token_len) == 0)
+                        return k;
+        return NULL;
+}
+
+struct kept_answer *kept_answers_latest_get0(struct kept_answers *ka, coap_session_t *session,
+                                             uint32_t path_key) {
+        struct kept_answer *k, *n;
+
+        LIST_FOREACH_SAFE(by_path, k, n, ka->path_buckets[path_bucket_of(session, path_key)])
+                if (k->session == session && k->path_key == path_key)
                         return k;
         return NULL;
 }
