@@ -26,6 +26,7 @@
 #include "announce.h"
 #include "cmp_path.h"
 #include "coap_blocks.h"
+#include "coap_loop.h"
 #include "coap_status.h"
 #include "kept_answer.h"
 #include "log.h"
@@ -35,6 +36,7 @@
 
 #define CT_PKIXCMP 259  /* RFC 9482 §5: application/pkixcmp */
 #define MAX_TRANSFERS 1024
+#define TICK_USEC 1000000
 #define BLOCK_OVERHEAD 128      /* CoAP header, token and options around a block */
 
 /* One Block1 transfer, named by session and Request-Tag (RFC 9175 §3):
@@ -53,7 +55,7 @@ struct transfer {
 struct coap_server {
         Manager *manager;
         coap_context_t *ctx;
-        sd_event_source *io, *timer, *defer, *gc;
+        sd_event_source *io, *tick, *gc;
         LIST_HEAD(struct transfer, transfers);
         unsigned n_transfers;
         struct kept_answers *kept;
@@ -1049,7 +1051,6 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  * deregistrations, failed or reset Confirmable notifications (the NACK
  * handler), sessions that end. */
 
-static void schedule_timer(struct coap_server *s);
 
 #define ANN_KEEPALIVE_SEC (12 * 3600)
 #define ANN_MAX_AGE 86400
@@ -1260,7 +1261,6 @@ static void ann_notify(struct coap_server *s) {
         for (size_t i = 0; i < s->n_label_resources; i++)
                 if (is_ann_resource(s->label_resources[i]))
                         coap_resource_notify_observers(s->label_resources[i], NULL);
-        schedule_timer(s);
         if (!s->ann_observable)
                 ann_set_observable(s, false);
 }
@@ -1454,37 +1454,20 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
 
 /* ---- event loop integration ------------------------------------------ */
 
-static void schedule_timer(struct coap_server *s) {
-        coap_tick_t now;
-        unsigned ms;
-
-        coap_ticks(&now);
-        ms = coap_io_prepare_epoll(s->ctx, now);
-        if (ms == 0) {
-                sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
-                return;
-        }
-        sd_event_source_set_time_relative(s->timer, (uint64_t) ms * 1000);
-        sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
-}
-
-static void process(struct coap_server *s) {
-        coap_io_process(s->ctx, COAP_IO_NO_WAIT);
-        schedule_timer(s);
-}
-
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        process(userdata);
+        struct coap_server *s = userdata;
+
+        coap_loop_dispatch(s->ctx);
         return 0;
 }
 
-static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-        process(userdata);
-        return 0;
-}
+/* libcoap arms its own timer (in the fd above) for all it must do later;
+ * this tick only makes sure that nothing waits longer than a second */
+static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct coap_server *s = userdata;
 
-static int on_defer(sd_event_source *src, void *userdata) {
-        process(userdata);
+        coap_io_process(s->ctx, COAP_IO_NO_WAIT);
+        sd_event_source_set_time_relative(src, TICK_USEC);
         return 0;
 }
 
@@ -1510,8 +1493,7 @@ void coap_server_answer(struct coap_server *s, struct request *r) {
         struct kept_answer *k;
 
         if (r->async) {
-                coap_async_trigger(r->async);
-                sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
+                coap_async_trigger(r->async);   /* arms libcoap's timer: sent from on_io */
                 return;
         }
         if (!r->defer_ack || !r->session)
@@ -1522,7 +1504,6 @@ void coap_server_answer(struct coap_server *s, struct request *r) {
                             (unsigned long long) r->id);
         coap_server_release_request(s, r);
         request_free(r);
-        sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
 }
 
 void coap_server_release_request(struct coap_server *s, struct request *r) {
@@ -1673,18 +1654,16 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
                 goto fail;
         }
         if ((r = sd_event_add_io(m->event, &s->io, fd, EPOLLIN, on_io, s)) < 0 ||
-            (r = sd_event_add_time_relative(m->event, &s->timer, CLOCK_MONOTONIC, 1000000, 0, on_timer, s)) < 0 ||
-            (r = sd_event_add_defer(m->event, &s->defer, on_defer, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->ann_keepalive, CLOCK_MONOTONIC,
                                             ANN_KEEPALIVE_SEC * 1000000ULL, 0, on_ann_keepalive, s)) < 0)
                 goto fail;
         sd_event_source_set_description(s->ann_keepalive, "coap-ann-keepalive");
-        sd_event_source_set_enabled(s->defer, SD_EVENT_OFF);
         sd_event_source_set_enabled(s->gc, SD_EVENT_ON);
+        sd_event_source_set_enabled(s->tick, SD_EVENT_ON);
         sd_event_source_set_description(s->io, "coap-io");
-        sd_event_source_set_description(s->timer, "coap-timer");
-        schedule_timer(s);
+        sd_event_source_set_description(s->tick, "coap-tick");
         *ret = s;
         return 0;
 fail:
@@ -1704,8 +1683,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
                 observer_free(s, s->observers);
         sd_event_source_disable_unref(s->ann_keepalive);
         sd_event_source_disable_unref(s->io);
-        sd_event_source_disable_unref(s->timer);
-        sd_event_source_disable_unref(s->defer);
+        sd_event_source_disable_unref(s->tick);
         sd_event_source_disable_unref(s->gc);
         free(s->label_resources);
         free(s->base_resources);

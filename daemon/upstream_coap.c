@@ -15,6 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include "cmp_msg.h"
+#include "coap_loop.h"
 #include "coap_status.h"
 #include "list.h"
 #include "log.h"
@@ -24,7 +25,8 @@
 #include "tls_name.h"
 
 #define CT_PKIXCMP 259
-#define SESSION_MAX 64          /* cached sessions, one per upstream host:port */
+#define TICK_USEC 1000000
+#define SESSION_MAX 256         /* cached sessions: per upstream host:port, up to max_connections */
 
 struct coap_call {
         LIST_FIELDS(struct coap_call, calls);
@@ -38,10 +40,16 @@ struct coap_call {
 
 /* A cached session to one upstream: scheme, host, port and, for coaps://,
  * the credentials it was opened with (RFC 9482 §4: DTLS sessions are kept
- * and reused). libcoap keeps pointers into psk, sni and host. */
+ * and reused). libcoap keeps pointers into psk, sni and host.
+ *
+ * An exchange takes a session that carries no other (busy == 0), and a new
+ * one while the upstream has fewer than its max_connections: a libcoap
+ * server keeps one Block2 transfer per session and resource, so two answers
+ * on one session collide, and one session's NSTART would queue them all. */
 struct upstream_session {
         char key[1200];
         coap_session_t *session;
+        unsigned busy;                  /* exchanges in flight on it */
         char host[256];                 /* the certificate must name it */
         char upstream[128];             /* for logs */
         struct psk_entry *psk;          /* coaps with psk_file: one entry */
@@ -88,13 +96,19 @@ struct upstream_coap {
 /* libcoap 4.3.1 has no application data on a context; cmpgwd has one client. */
 static struct upstream_coap *the_client;
 
+static struct upstream_session *session_find(coap_session_t *session);
+
 static void call_free(struct coap_call *c) {
         if (!c)
                 return;
         LIST_REMOVE(calls, c->uc->calls, c);
         sd_event_source_disable_unref(c->deadline);
-        if (c->session)
+        if (c->session) {
+                struct upstream_session *us = session_find(c->session);
+                if (us && us->busy > 0)
+                        us->busy--;
                 coap_session_release(c->session);
+        }
         if (c->req)
                 c->req->coap_call = NULL;
         free(c);
@@ -352,10 +366,30 @@ static coap_session_t *open_dtls(struct upstream_coap *u, struct upstream_sessio
         return coap_new_client_session_pki(u->ctx, NULL, dst, COAP_PROTO_DTLS, &pki);
 }
 
-/* The cached session for r's upstream, or a new one. NULL when it cannot
- * be opened (logged). */
-static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *uri, const char *name,
-                                   const struct upstream_tls *tls) {
+/* The session of KEY to use: for an exchange (cap > 0) an idle one, else
+ * NULL while fewer than cap are open, else the least busy; for anything else
+ * (cap 0) the first. */
+static struct upstream_session *session_pick(struct upstream_coap *u, const char *key, unsigned cap) {
+        struct upstream_session *best = NULL;
+        unsigned n = 0;
+
+        for (size_t i = 0; i < u->n_sessions; i++) {
+                struct upstream_session *us = u->sessions[i];
+                if (strcmp(us->key, key) != 0)
+                        continue;
+                if (cap == 0 || us->busy == 0)
+                        return us;
+                n++;
+                if (!best || us->busy < best->busy)
+                        best = us;
+        }
+        return n < cap ? NULL : best;
+}
+
+/* A cached session for an upstream (see struct upstream_session), or a
+ * new one. NULL when it cannot be opened (logged). */
+static struct upstream_session *session_get(struct upstream_coap *u, const coap_uri_t *uri, const char *name,
+                                            const struct upstream_tls *tls, unsigned cap) {
         struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV };
         struct addrinfo *ai = NULL;
         bool dtls = uri->scheme == COAP_URI_SCHEME_COAPS;
@@ -368,9 +402,8 @@ static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *ur
                  (const char *) uri->host.s, port, name,
                  dtls && tls->psk_file ? tls->psk_file : "", dtls && tls->ca_file ? tls->ca_file : "",
                  dtls && tls->certificate ? tls->certificate : "");
-        for (size_t i = 0; i < u->n_sessions; i++)
-                if (strcmp(u->sessions[i]->key, key) == 0)
-                        return u->sessions[i]->session;
+        if ((us = session_pick(u, key, cap)))
+                return us;
         if (uri->host.length >= sizeof us->host || !(us = calloc(1, sizeof *us)))
                 return NULL;
         snprintf(us->key, sizeof us->key, "%s", key);
@@ -396,7 +429,7 @@ static coap_session_t *session_get(struct upstream_coap *u, const coap_uri_t *ur
                 u->n_sessions--;
         }
         u->sessions[u->n_sessions++] = us;
-        return us->session;
+        return us;
 }
 
 /* a session that failed is not reused: the next request opens a new one */
@@ -477,23 +510,13 @@ static int send_post(struct coap_call *c, const coap_uri_t *uri) {
         return coap_send(c->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
 }
 
+/* After something was queued from outside libcoap's callbacks (a new
+ * session's handshake, a request): libcoap plans its next wake-up. */
 static void schedule(struct upstream_coap *u) {
         coap_tick_t now;
-        unsigned ms;
 
         coap_ticks(&now);
-        ms = coap_io_prepare_epoll(u->ctx, now);
-        if (ms == 0) {
-                sd_event_source_set_enabled(u->timer, SD_EVENT_OFF);
-                return;
-        }
-        sd_event_source_set_time_relative(u->timer, (uint64_t) ms * 1000);
-        sd_event_source_set_enabled(u->timer, SD_EVENT_ONESHOT);
-}
-
-static void process(struct upstream_coap *u) {
-        coap_io_process(u->ctx, COAP_IO_NO_WAIT);
-        schedule(u);
+        coap_io_prepare_epoll(u->ctx, now);
 }
 
 /* ---- announcements from upstreams (RFC 9482 §2.6) ------------------- */
@@ -528,13 +551,15 @@ static int watch_register(struct ann_watch *w) {
         struct upstream_coap *u = w->uc;
         coap_optlist_t *opts = NULL;
         uint8_t buf[4];
+        struct upstream_session *us;
         coap_session_t *session;
         coap_pdu_t *pdu;
         coap_uri_t uri;
 
         if (coap_split_uri((const uint8_t *) w->uri, strlen(w->uri), &uri) < 0)
                 return -EINVAL;
-        session = session_get(u, &uri, w->name, &w->tls);
+        us = session_get(u, &uri, w->name, &w->tls, 0);
+        session = us ? us->session : NULL;
         if (!session)
                 return -EHOSTUNREACH;
         if (w->session != session) {
@@ -566,7 +591,7 @@ static int on_watch_timer(sd_event_source *src, uint64_t usec, void *userdata) {
                 watch_backoff(w, strerror(-r));
         else
                 watch_schedule(w, w->refresh_usec);   /* an answer reschedules */
-        process(w->uc);
+        schedule(w->uc);
         return 0;
 }
 
@@ -664,6 +689,7 @@ int upstream_coap_watch_announcements(struct upstream_coap *u, const struct cmpg
 }
 
 int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
+        struct upstream_session *us;
         struct coap_call *c;
         coap_uri_t uri;
         int ret;
@@ -677,12 +703,14 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
         c->uc = u;
         c->req = r;
         LIST_PREPEND(calls, u->calls, c);
-        c->session = session_get(u, &uri, r->upstream_name, &r->upstream_tls);
-        if (!c->session) {
+        us = session_get(u, &uri, r->upstream_name, &r->upstream_tls,
+                         r->upstream_max_connections ? r->upstream_max_connections : 1);
+        if (!us) {
                 call_free(c);
                 return -EHOSTUNREACH;
         }
-        coap_session_reference(c->session);
+        us->busy++;
+        c->session = coap_session_reference(us->session);
         ret = sd_event_add_time_relative(u->event, &c->deadline, CLOCK_MONOTONIC, r->upstream_timeout_usec, 0,
                                          on_deadline, c);
         if (ret >= 0)
@@ -692,7 +720,7 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
                 return ret;
         }
         r->coap_call = c;
-        process(u);
+        schedule(u);
         return 0;
 }
 
@@ -707,12 +735,19 @@ void upstream_coap_cancel(struct upstream_coap *u, struct request *r) {
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        process(userdata);
+        struct upstream_coap *u = userdata;
+
+        coap_loop_dispatch(u->ctx);
         return 0;
 }
 
-static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        process(userdata);
+/* libcoap arms its own timer (in the fd above); this tick only makes sure
+ * that nothing waits longer than a second */
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct upstream_coap *u = userdata;
+
+        coap_io_process(u->ctx, COAP_IO_NO_WAIT);
+        sd_event_source_set_time_relative(s, TICK_USEC);
         return 0;
 }
 
@@ -738,7 +773,9 @@ int upstream_coap_new(sd_event *e, struct gw_stats *stats, size_t max_response,
         coap_register_nack_handler(u->ctx, on_nack);
         r = sd_event_add_io(e, &u->io, coap_context_get_coap_fd(u->ctx), EPOLLIN, on_io, u);
         if (r >= 0)
-                r = sd_event_add_time_relative(e, &u->timer, CLOCK_MONOTONIC, 1000000, 0, on_timer, u);
+                r = sd_event_add_time_relative(e, &u->timer, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, u);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(u->timer, SD_EVENT_ON);
         if (r < 0) {
                 upstream_coap_free(u);
                 return r;

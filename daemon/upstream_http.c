@@ -565,7 +565,9 @@ int upstream_http_new(sd_event *e, struct gw_stats *stats, size_t max_response,
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
         curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
         curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-        r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, h);
+        /* accuracy 1 µs: sd-event's default (0) lets a timer slip by up
+         * to 250 ms, and curl asks for "now" timers on every transfer */
+        r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_timer, h);
         if (r < 0) {
                 upstream_http_free(h);
                 return r;
