@@ -176,6 +176,17 @@ typedef struct {
 } CMPGW_MSG;
 DECLARE_ASN1_ITEM(CMPGW_MSG)
 
+/* The same PKIMessage with the extraCerts left undecoded: what the registry
+ * reads needs none of them, and OpenSSL 3.0 decodes every certificate's
+ * public key, the larger part of reading an ip (doc/performance.md). */
+typedef struct {
+        CMPGW_HEADER *header;
+        CMPGW_BODY *body;
+        ASN1_BIT_STRING *protection;
+        STACK_OF(ASN1_TYPE) *extra_certs;
+} CMPGW_MSG_CONTENT;
+DECLARE_ASN1_ITEM(CMPGW_MSG_CONTENT)
+
 DECLARE_ASN1_ITEM(CMPGW_CKUANN)
 DECLARE_ASN1_ITEM(CMPGW_RANN)
 

@@ -1,8 +1,9 @@
 /* cmp_content.c -- what the registry needs from a DER PKIMessage
  *
- * Two decodings of the same bytes: d2i_OSSL_CMP_MSG (OpenSSL's own, public:
- * body type, transactionID, and OpenSSL's idea of a well-formed message),
- * and the templates of cmp_asn1.h for what OpenSSL 3.0 keeps private. */
+ * One decoding with the templates of cmp_asn1.h (OpenSSL 3.0 keeps the
+ * PKIMessage structures private), reading the parts through OpenSSL's public
+ * CRMF and X509 API where it has one. Whether the bytes are a well-formed
+ * PKIMessage in OpenSSL's eyes is cmp_msg_inspect()'s job, done before. */
 #include "cmp_content.h"
 
 #include <errno.h>
@@ -258,12 +259,8 @@ static bool has_implicit_confirm(const STACK_OF(CMPGW_ITAV) *gi) {
         return false;
 }
 
-static int take_header(struct cmp_content *c, const CMPGW_HEADER *h, const OSSL_CMP_MSG *msg) {
-        const ASN1_OCTET_STRING *tid;
-
-        /* OpenSSL's public getter; our template must agree */
-        tid = OSSL_CMP_HDR_get0_transactionID(OSSL_CMP_MSG_get0_header(msg));
-        if (tid && !(c->transaction_id = octets_hex(tid)))
+static int take_header(struct cmp_content *c, const CMPGW_HEADER *h) {
+        if (h->transaction_id && !(c->transaction_id = octets_hex(h->transaction_id)))
                 return -ENOMEM;
         if (!(c->sender = general_name_string(h->sender)))
                 return -ENOMEM;
@@ -413,52 +410,35 @@ static int take_body(struct cmp_content *c, const CMPGW_BODY *b) {
         }
 }
 
-static int parse_own(const uint8_t *der, size_t len, const OSSL_CMP_MSG *msg,
-                     struct cmp_content *c) {
-        const unsigned char *p = der;
-        CMPGW_MSG *m;
-        int k;
-
-        m = (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
-        if (!m)
-                return -EBADMSG;
-        if ((size_t) (p - der) != len || m->body->type != c->body) {
-                k = -EBADMSG;
-                goto out;
-        }
-        k = take_header(c, m->header, msg);
-        if (k >= 0)
-                k = take_body(c, m->body);
-out:
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
-        return k;
-}
-
+/* One pass with our templates: the gateway has already checked these bytes
+ * with OpenSSL's own decoder (cmp_msg_inspect) before they got here. */
 int cmp_content_parse(const uint8_t *der, size_t len, struct cmp_content **ret) {
         const unsigned char *p = der;
         struct cmp_content *c;
-        OSSL_CMP_MSG *msg;
+        CMPGW_MSG_CONTENT *m;
         int k;
 
         if (len == 0 || len > LONG_MAX)
                 return -EBADMSG;
-        msg = d2i_OSSL_CMP_MSG(NULL, &p, (long) len);
-        if (!msg || (size_t) (p - der) != len) {
-                OSSL_CMP_MSG_free(msg);
-                ERR_clear_error();
+        m = (CMPGW_MSG_CONTENT *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
+        ERR_clear_error();
+        if (!m || (size_t) (p - der) != len) {
+                ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
                 return -EBADMSG;
         }
         c = calloc(1, sizeof *c);
         if (!c) {
-                OSSL_CMP_MSG_free(msg);
+                ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
                 return -ENOMEM;
         }
-        c->body = OSSL_CMP_MSG_get_bodytype(msg);
+        c->body = m->body->type;
         c->status = CMP_STATUS_NONE;
         c->fail_info = -1;
         c->revocation_reason = -1;
-        k = parse_own(der, len, msg, c);
-        OSSL_CMP_MSG_free(msg);
+        k = take_header(c, m->header);
+        if (k >= 0)
+                k = take_body(c, m->body);
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
         ERR_clear_error();
         if (k < 0) {
                 cmp_content_free(c);

@@ -93,8 +93,14 @@ wait_coap upstream "$UP_URI" '</genp>'
 
 # ---- cmpgwd, as in production: no --verbose (one log line per request)
 write_config "$T/gw.json" "[
-    { \"name\": \"small\", \"uri\": \"$UP_URI/genp\", \"timeout\": 10, \"labels\": [\"small\"] },
-    { \"name\": \"large\", \"uri\": \"$UP_URI/ip\", \"timeout\": 10, \"labels\": [\"large\"] } ]"
+    { \"name\": \"small\", \"uri\": \"$UP_URI/genp\", \"timeout\": 10, \"labels\": [\"small\"],
+      \"max_connections\": 64 },
+    { \"name\": \"large\", \"uri\": \"$UP_URI/ip\", \"timeout\": 10, \"labels\": [\"large\"],
+      \"max_connections\": 64 } ]"
+# the simulated nodes all come from 127.0.0.1: per-address limits off, or
+# this would measure the limiter; a session per node to the upstream, as
+# libcoap's proxy keeps (max_connections caps cmpgwd's CoAP sessions too)
+sed -i 's/^}$/, "limits": { "rate": 0, "in_flight_per_peer": 1000000 } }/' "$T/gw.json"
 start_cmpgwd() {
         "$CMPGWD" --config "$T/gw.json" >>"$T/gw.log" 2>&1 &
         GW_PID=$!
