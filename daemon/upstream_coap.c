@@ -36,6 +36,8 @@ struct coap_call {
         uint8_t token[8];
         size_t token_len;
         sd_event_source *deadline;
+        bool waiting;                   /* for its session: another exchange is on it */
+        coap_uri_t uri;                 /* points into req->upstream_uri */
 };
 
 /* A cached session to one upstream: scheme, host, port and, for coaps://,
@@ -43,13 +45,13 @@ struct coap_call {
  * and reused). libcoap keeps pointers into psk, sni and host.
  *
  * An exchange takes a session that carries no other (busy == 0), and a new
- * one while the upstream has fewer than its max_connections: a libcoap
- * server keeps one Block2 transfer per session and resource, so two answers
- * on one session collide, and one session's NSTART would queue them all. */
+ * one while the upstream has fewer than its max_connections; else it waits
+ * for the least busy session: a libcoap server keeps one Block2 transfer per
+ * session and resource, so two answers on one session would collide. */
 struct upstream_session {
         char key[1200];
         coap_session_t *session;
-        unsigned busy;                  /* exchanges in flight on it */
+        unsigned busy;                  /* exchanges on it, in flight or waiting */
         char host[256];                 /* the certificate must name it */
         char upstream[128];             /* for logs */
         struct psk_entry *psk;          /* coaps with psk_file: one entry */
@@ -91,6 +93,7 @@ struct upstream_coap {
         LIST_HEAD(struct ann_watch, watches);
         upstream_ann_fn ann_fn;
         void *ann_userdata;
+        bool closing;
 };
 
 /* libcoap 4.3.1 has no application data on a context; cmpgwd has one client. */
@@ -98,20 +101,31 @@ static struct upstream_coap *the_client;
 
 static struct upstream_session *session_find(coap_session_t *session);
 
+static void start_waiting(struct upstream_coap *u, coap_session_t *session);
+
 static void call_free(struct coap_call *c) {
+        struct upstream_coap *u;
+        coap_session_t *session;
+        bool was_sent;
+
         if (!c)
                 return;
-        LIST_REMOVE(calls, c->uc->calls, c);
+        u = c->uc;
+        session = c->session;
+        was_sent = !c->waiting;
+        LIST_REMOVE(calls, u->calls, c);
         sd_event_source_disable_unref(c->deadline);
-        if (c->session) {
-                struct upstream_session *us = session_find(c->session);
-                if (us && us->busy > 0)
-                        us->busy--;
-                coap_session_release(c->session);
-        }
         if (c->req)
                 c->req->coap_call = NULL;
         free(c);
+        if (!session)
+                return;
+        struct upstream_session *us = session_find(session);
+        if (us && us->busy > 0)
+                us->busy--;
+        if (was_sent && !u->closing)
+                start_waiting(u, session);      /* the session is free for the next */
+        coap_session_release(session);
 }
 
 static void call_finish(struct coap_call *c, const struct upstream_result *res) {
@@ -145,7 +159,7 @@ static struct coap_call *call_by_token(struct upstream_coap *u, coap_bin_const_t
         struct coap_call *c, *n;
 
         LIST_FOREACH_SAFE(calls, c, n, u->calls)
-                if (c->token_len == token.length && memcmp(c->token, token.s, token.length) == 0)
+                if (!c->waiting && c->token_len == token.length && memcmp(c->token, token.s, token.length) == 0)
                         return c;
         return NULL;
 }
@@ -519,6 +533,22 @@ static void schedule(struct upstream_coap *u) {
         coap_io_prepare_epoll(u->ctx, now);
 }
 
+/* The exchange that has waited longest for SESSION goes out (calls are
+ * prepended: the oldest is the last). */
+static void start_waiting(struct upstream_coap *u, coap_session_t *session) {
+        struct coap_call *c, *n, *oldest = NULL;
+
+        LIST_FOREACH_SAFE(calls, c, n, u->calls)
+                if (c->waiting && c->session == session)
+                        oldest = c;
+        if (!oldest)
+                return;
+        oldest->waiting = false;
+        if (send_post(oldest, &oldest->uri) < 0)
+                return call_fail(oldest, 500, "cannot send to upstream %s", oldest->req->upstream_name);
+        schedule(u);
+}
+
 /* ---- announcements from upstreams (RFC 9482 §2.6) ------------------- */
 
 static struct ann_watch *watch_by_token(struct upstream_coap *u, coap_bin_const_t token) {
@@ -709,12 +739,13 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r) {
                 call_free(c);
                 return -EHOSTUNREACH;
         }
-        us->busy++;
+        c->waiting = us->busy++ > 0;    /* all max_connections sessions carry one */
         c->session = coap_session_reference(us->session);
+        c->uri = uri;
         ret = sd_event_add_time_relative(u->event, &c->deadline, CLOCK_MONOTONIC, r->upstream_timeout_usec, 0,
                                          on_deadline, c);
-        if (ret >= 0)
-                ret = send_post(c, &uri);
+        if (ret >= 0 && !c->waiting)
+                ret = send_post(c, &c->uri);
         if (ret < 0) {
                 call_free(c);
                 return ret;
@@ -791,6 +822,7 @@ struct upstream_coap *upstream_coap_free(struct upstream_coap *u) {
 
         if (!u)
                 return NULL;
+        u->closing = true;
         LIST_FOREACH_SAFE(calls, c, n, u->calls)
                 call_free(c);
         while (u->watches)

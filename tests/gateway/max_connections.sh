@@ -3,7 +3,8 @@
 # to one upstream at once; the rest wait their turn and are answered (issue
 # 6: keep-alive pool with a cap). The upstream is a fixture standing in for
 # a slow RA: it takes 1 s per request, answers a genp and records how many
-# requests it had at once.
+# requests it had at once. The same cap holds for a CoAP upstream (a
+# session per exchange, the rest wait): a second cmpgwd in front of it.
 source "$(dirname "$0")/../integration/lib.sh"
 require_gw
 require_cmd openssl python3 "$COAP_CLIENT"
@@ -54,3 +55,35 @@ done
 expect_eq "$(cat "$T/peak")" 2 "requests the upstream had at once"
 ((SECONDS - start >= 3)) || fail "6 requests of 1 s through 2 connections took $((SECONDS - start)) s"
 log "6 answered in $((SECONDS - start)) s with at most 2 at the upstream"
+
+step "a CoAP upstream: 6 nodes at once against a cap of 2 sessions"
+# gateway B (no cap to speak of) in front of the same slow RA; gateway A
+# reaches B over CoAP with max_connections 2: A keeps at most 2 exchanges
+# on the wire (one per session) and the rest wait for a session, never
+# sharing one (a libcoap server keeps one Block2 transfer per session)
+echo 0 >"$T/peak"
+b_port=$(free_port udp)
+cat >"$T/b.json" <<JSON
+{ "listen": [ { "uri": "coap://127.0.0.1:$b_port" } ],
+  "upstreams": [ { "name": "slow", "uri": "http://127.0.0.1:$port/pkix/", "max_connections": 10, "timeout": 20 } ],
+  "registry": { "path": "$T/b.db" }, "dbus": { "bus": "none" } }
+JSON
+start_other_gw b "$T/b.json" "$b_port"
+stop_gw
+GW_PORT=$(free_port udp)
+write_config "$T/a.json" "[ { \"name\": \"b\", \"uri\": \"coap://127.0.0.1:$b_port/.well-known/cmp\", \"max_connections\": 2, \"timeout\": 20 } ]"
+start_gw "$T/a.json"
+start=$SECONDS
+clients=()
+for i in 1 2 3 4 5 6; do
+        COAP_WAIT=30 coap_req "c$i" -m post -t 259 -b 64 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp" &
+        clients+=($!)
+done
+for p in "${clients[@]}"; do wait "$p" || true; done
+for i in 1 2 3 4 5 6; do
+        code=$(grep -haE '^v:1 t:[A-Z]+ c:[1-5]\.[0-9][0-9] ' "$T/c$i.out" "$T/c$i.err" | grep -av ' c:0\.00 \| c:2\.31 ' |
+                tail -n 1 | sed -nE 's/^v:1 t:[A-Z]+ c:([1-5]\.[0-9][0-9]) .*/\1/p')
+        expect_eq "$code" 2.04 "node $i's answer through the CoAP upstream"
+done
+expect_eq "$(cat "$T/peak")" 2 "requests the RA had at once behind a CoAP upstream with 2 sessions"
+log "6 answered in $((SECONDS - start)) s through a CoAP upstream of 2 sessions"
