@@ -334,11 +334,85 @@ static int parse_upstream_tls(struct parser *p, const char *where, struct json_o
         return 0;
 }
 
+/* "what": ["caCerts", "rootCaUpdate", "crls"] (RFC 9483 §4.3.1, 4.3.2, 4.3.4) */
+static int parse_poll_what(struct parser *p, const char *key, struct json_object *v, unsigned *ret) {
+        static const struct { const char *name; unsigned bit; } kinds[] = {
+                { "caCerts", CMPGW_POLL_CA_CERTS },
+                { "rootCaUpdate", CMPGW_POLL_ROOT_CA_UPDATE },
+                { "crls", CMPGW_POLL_CRLS },
+        };
+        size_t n;
+
+        if (!json_object_is_type(v, json_type_array) || (n = json_object_array_length(v)) == 0)
+                return fail(p, key, "expected a non-empty array of \"caCerts\", \"rootCaUpdate\", \"crls\"");
+        *ret = 0;
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(v, i);
+                const char *s = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : "";
+                unsigned bit = 0;
+
+                for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+                        if (strcmp(s, kinds[k].name) == 0)
+                                bit = kinds[k].bit;
+                if (!bit)
+                        return fail(p, key, "element %zu: expected \"caCerts\", \"rootCaUpdate\" or \"crls\"", i);
+                if (*ret & bit)
+                        return fail(p, key, "element %zu: \"%s\" is listed twice", i, s);
+                *ret |= bit;
+        }
+        return 0;
+}
+
+/* "poll": genm polling of an http(s) upstream, which cannot push
+ * announcements (RFC 9483 §4.3). The files are read by the daemon. */
+static int parse_poll(struct parser *p, const char *where, struct json_object *o, struct cmpgw_upstream *u) {
+        static const char *const keys[] = { "interval", "certificate", "private_key", "trusted", "what", NULL };
+        static const char *const file_keys[] = { "certificate", "private_key", "trusted" };
+        char **const files[] = { &u->poll.certificate, &u->poll.private_key, &u->poll.trusted };
+        struct json_object *v;
+        char at[80], key[112];
+        int r;
+
+        snprintf(at, sizeof at, "%s.poll", where);
+        if (u->scheme != SCHEME_HTTP && u->scheme != SCHEME_HTTPS)
+                return fail(p, at, "only an http:// or https:// upstream is polled; a coap:// or coaps:// "
+                            "upstream is observed instead (\"announcements\": true)");
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, at, "expected an object like {\"interval\": 3600, \"certificate\": "
+                            "\"/etc/cmpgw/gw.pem\", \"private_key\": \"/etc/cmpgw/gw.key\"}");
+        if ((r = check_keys(p, at, o, keys)) < 0)
+                return r;
+        u->poll.enabled = true;
+        u->poll.interval_usec = 3600 * 1000000ULL;
+        u->poll.what = CMPGW_POLL_ALL;
+        for (size_t k = 0; k < sizeof file_keys / sizeof file_keys[0]; k++) {
+                snprintf(key, sizeof key, "%s.%s", at, file_keys[k]);
+                if (!json_object_object_get_ex(o, file_keys[k], &v)) {
+                        if (k < 2)
+                                return fail(p, key, "missing: the gateway's CMP certificate and private_key "
+                                            "sign its genm requests and the announcements made of the answers");
+                        continue;
+                }
+                if ((r = get_string(p, key, v, files[k])) < 0)
+                        return r;
+                if ((*files[k])[0] != '/')
+                        return fail(p, key, "\"%s\": expected an absolute path", *files[k]);
+        }
+        snprintf(key, sizeof key, "%s.interval", at);
+        if (json_object_object_get_ex(o, "interval", &v) &&
+            (r = get_seconds(p, key, v, 1, 7 * 86400, &u->poll.interval_usec)) < 0)
+                return r;
+        snprintf(key, sizeof key, "%s.what", at);
+        if (json_object_object_get_ex(o, "what", &v) && (r = parse_poll_what(p, key, v, &u->poll.what)) < 0)
+                return r;
+        return 0;
+}
+
 static int parse_upstream(struct parser *p, int i, struct json_object *o, struct cmpgw_upstream *u) {
         static const char *const keys[] = { "name", "uri", "timeout", "labels", "hosts", "default", "chunked",
                                             "max_connections", "ca_file", "certificate", "private_key",
                                             "psk_file", "announcements", "ann_reregister",
-                                            "protection_trusted", NULL };
+                                            "protection_trusted", "poll", NULL };
         uint64_t n;
         struct json_object *v;
         const char *rest;
@@ -407,6 +481,8 @@ static int parse_upstream(struct parser *p, int i, struct json_object *o, struct
         u->ann_reregister_usec = 300 * 1000000ULL;
         if (json_object_object_get_ex(o, "ann_reregister", &v) &&
             (r = get_seconds(p, KEY("ann_reregister"), v, 1, 86400, &u->ann_reregister_usec)) < 0)
+                return r;
+        if (json_object_object_get_ex(o, "poll", &v) && (r = parse_poll(p, where, v, u)) < 0)
                 return r;
 #undef KEY
         return 0;
@@ -661,6 +737,13 @@ static int parse_root(struct parser *p, struct json_object *root, struct cmpgw_c
                             (unsigned long long) c->limit_buffered, c->max_message_size);
         if (c->max_message_size < c->block_size)
                 return fail(p, "coap.max_message_size", "smaller than coap.block_size (%zu)", c->block_size);
+        for (size_t i = 0; i < c->n_upstreams; i++)
+                if (c->upstreams[i].poll.enabled && !c->ann_trusted) {
+                        char key[64];
+                        snprintf(key, sizeof key, "upstreams[%zu].poll", i);
+                        return fail(p, key, "needs announcements.trusted: the announcements made of what is "
+                                    "polled are validated against it like every other");
+                }
         return check_routes(p, c);
 }
 
@@ -797,6 +880,9 @@ void config_free(struct cmpgw_config *c) {
                 free(u->private_key);
                 free(u->psk_file);
                 free(u->protection_trusted);
+                free(u->poll.certificate);
+                free(u->poll.private_key);
+                free(u->poll.trusted);
                 for (size_t j = 0; j < u->n_labels; j++)
                         free(u->labels[j]);
                 free(u->labels);

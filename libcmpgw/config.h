@@ -38,6 +38,24 @@ struct cmpgw_listen {
         enum cmpgw_client_cert client_certificate;      /* default optional with client_ca, else none */
 };
 
+/* What an http(s) upstream is polled for with genm (RFC 9483 §4.3) */
+enum {
+        CMPGW_POLL_CA_CERTS = 1 << 0,           /* "caCerts": §4.3.1 id-it-caCerts */
+        CMPGW_POLL_ROOT_CA_UPDATE = 1 << 1,     /* "rootCaUpdate": §4.3.2 id-it-rootCaCert */
+        CMPGW_POLL_CRLS = 1 << 2,               /* "crls": §4.3.4 id-it-crlStatusList */
+        CMPGW_POLL_ALL = (1 << 3) - 1,
+};
+
+/* "poll": an HTTP upstream cannot push announcements, so the gateway asks */
+struct cmpgw_poll {
+        bool enabled;                   /* the "poll" object is present */
+        uint64_t interval_usec;         /* "interval" s, 1..604800; default 3600 */
+        char *certificate;              /* the gateway's CMP certificate (PEM; its chain may follow) */
+        char *private_key;              /* its key (PEM, unencrypted) */
+        char *trusted;                  /* trust anchors for the genp; NULL: announcements.trusted */
+        unsigned what;                  /* CMPGW_POLL_* bits; default all */
+};
+
 struct cmpgw_upstream {
         char *name;
         char *uri;
@@ -58,6 +76,7 @@ struct cmpgw_upstream {
         bool announcements;             /* coap/coaps: observe its ann (RFC 9482 §2.6) */
         char *protection_trusted;       /* verify signature protection of requests first (RFC 9482 §4) */
         uint64_t ann_reregister_usec;   /* "ann_reregister" s: register again this often; default 300 */
+        struct cmpgw_poll poll;         /* http/https only */
 };
 
 enum cmpgw_bus { BUS_SYSTEM, BUS_SESSION, BUS_NONE };

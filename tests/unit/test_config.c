@@ -287,6 +287,55 @@ static void test_coaps(void) {
 }
 #undef UP
 
+/* "poll" (issue 4): http(s) upstreams only, every key checked, defaults */
+#define POLL_CFG(up, ann) "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}], \"upstreams\":[" up "]" ann "}"
+#define POLL_ANN ", \"announcements\":{\"trusted\":\"/etc/t.pem\"}"
+#define POLL_UP(poll) "{\"name\":\"pki\",\"uri\":\"http://127.0.0.1:8080/pkix/\",\"poll\":" poll "}"
+#define POLL_CREDS "\"certificate\":\"/etc/gw.pem\",\"private_key\":\"/etc/gw.key\""
+
+static void test_poll(void) {
+        struct cmpgw_config *c = load_ok(POLL_CFG(POLL_UP("{" POLL_CREDS "}"), POLL_ANN));
+
+        if (c) {
+                CHECK(c->upstreams[0].poll.enabled);
+                CHECK_INT(c->upstreams[0].poll.interval_usec, 3600000000ULL);
+                CHECK_INT(c->upstreams[0].poll.what, CMPGW_POLL_ALL);
+                CHECK_STR(c->upstreams[0].poll.certificate, "/etc/gw.pem");
+                CHECK_STR(c->upstreams[0].poll.private_key, "/etc/gw.key");
+                CHECK(c->upstreams[0].poll.trusted == NULL);
+                config_free(c);
+        }
+        c = load_ok(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"interval\":2.5,\"trusted\":\"/etc/ra.pem\","
+                                     "\"what\":[\"crls\",\"caCerts\"]}"), POLL_ANN));
+        if (c) {
+                CHECK_INT(c->upstreams[0].poll.interval_usec, 2500000);
+                CHECK_INT(c->upstreams[0].poll.what, CMPGW_POLL_CRLS | CMPGW_POLL_CA_CERTS);
+                CHECK_STR(c->upstreams[0].poll.trusted, "/etc/ra.pem");
+                config_free(c);
+        }
+        c = load_ok(minimal);
+        if (c) {
+                CHECK(!c->upstreams[0].poll.enabled);
+                config_free(c);
+        }
+        expect_error(POLL_CFG("{\"name\":\"up\",\"uri\":\"coap://127.0.0.1/.well-known/cmp\",\"poll\":{"
+                              POLL_CREDS "}}", POLL_ANN), "upstreams[0].poll: only an http:// or https://");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"intervall\":5}"), POLL_ANN),
+                     "upstreams[0].poll.intervall: unknown key");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"interval\":0}"), POLL_ANN), "upstreams[0].poll.interval");
+        expect_error(POLL_CFG(POLL_UP("{\"private_key\":\"/k\"}"), POLL_ANN), "upstreams[0].poll.certificate: missing");
+        expect_error(POLL_CFG(POLL_UP("{\"certificate\":\"/c\"}"), POLL_ANN), "upstreams[0].poll.private_key: missing");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"trusted\":\"ra.pem\"}"), POLL_ANN),
+                     "upstreams[0].poll.trusted: \"ra.pem\": expected an absolute path");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"what\":[\"crls\",\"ocsp\"]}"), POLL_ANN),
+                     "upstreams[0].poll.what: element 1");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"what\":[\"crls\",\"crls\"]}"), POLL_ANN),
+                     "listed twice");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS ",\"what\":[]}"), POLL_ANN), "upstreams[0].poll.what");
+        expect_error(POLL_CFG(POLL_UP("true"), POLL_ANN), "upstreams[0].poll: expected an object");
+        expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS "}"), ""), "upstreams[0].poll: needs announcements.trusted");
+}
+
 int main(void) {
         test_minimal();
         test_defaults_and_options();
@@ -296,5 +345,6 @@ int main(void) {
         test_host_route();
         test_file();
         test_coaps();
+        test_poll();
         TEST_MAIN_END();
 }
