@@ -196,3 +196,46 @@ typedef struct {
         CMPGW_BODY *body;
 } CMPGW_PROTECTED;
 DECLARE_ASN1_ITEM(CMPGW_PROTECTED)
+
+/* ---- support messages (RFC 9483 §4.3; RFC 9480 EXPLICIT TAGS) ---- */
+
+/* GenMsgContent, GenRepContent ::= SEQUENCE OF InfoTypeAndValue (RFC 4210
+ * §5.3.19-20): decodes to STACK_OF(CMPGW_ITAV) */
+DECLARE_ASN1_ITEM(CMPGW_GENMSG)
+/* id-it-caCerts: SEQUENCE SIZE (1..MAX) OF CMPCertificate (§4.3.1);
+ * decodes to STACK_OF(X509) */
+DECLARE_ASN1_ITEM(CMPGW_CERTS)
+/* id-it-crls: SEQUENCE SIZE (1..MAX) OF CertificateList (§4.3.4); decodes
+ * to STACK_OF(X509_CRL) */
+DECLARE_ASN1_ITEM(CMPGW_CRLS)
+
+/* RootCaKeyUpdateContent ::= SEQUENCE { newWithNew CMPCertificate,
+ *      newWithOld [0] CMPCertificate OPTIONAL,
+ *      oldWithNew [1] CMPCertificate OPTIONAL } (RFC 9483 §4.3.2: id-it-rootCaKeyUpdate) */
+typedef struct {
+        X509 *new_with_new;
+        X509 *new_with_old;
+        X509 *old_with_new;
+} CMPGW_ROOTCAKEYUPDATE;
+DECLARE_ASN1_ITEM(CMPGW_ROOTCAKEYUPDATE)
+
+/* CRLSource ::= CHOICE { dpn [0] DistributionPointName, issuer [1] GeneralNames }
+ * CRLStatus ::= SEQUENCE { source CRLSource, thisUpdate Time OPTIONAL }
+ * (RFC 9483 §4.3.4, RFC 9480: id-it-crlStatusList is a SEQUENCE SIZE (1..MAX) OF
+ * CRLStatus, which decodes to STACK_OF(CMPGW_CRLSTATUS)) */
+typedef struct {
+        int type;                       /* 0 dpn, 1 issuer */
+        union {
+                DIST_POINT_NAME *dpn;
+                GENERAL_NAMES *issuer;
+        } value;
+} CMPGW_CRLSOURCE;
+DECLARE_ASN1_ITEM(CMPGW_CRLSOURCE)
+
+typedef struct {
+        CMPGW_CRLSOURCE *source;
+        ASN1_TIME *this_update;
+} CMPGW_CRLSTATUS;
+DEFINE_STACK_OF(CMPGW_CRLSTATUS)
+DECLARE_ASN1_ITEM(CMPGW_CRLSTATUS)
+DECLARE_ASN1_ITEM(CMPGW_CRLSTATUSLIST)
