@@ -37,9 +37,13 @@ struct upstream_http {
 struct upstream_call {
         LIST_FIELDS(struct upstream_call, queue);
         bool queued, active;
-        char upstream[64];              /* the request may be gone when the call is freed */
+        char upstream[64];              /* the caller may be gone when the call is freed */
         struct upstream_http *http;
-        struct request *req;
+        struct upstream_post post;      /* what and where; borrowed until done() */
+        upstream_done_fn done;
+        void *userdata;
+        uint64_t started_usec;
+        char who[48];                   /* "request 12", "poll of ca": for logs */
         CURL *easy;
         uint8_t *buf;
         size_t len, cap;
@@ -86,8 +90,8 @@ unsigned upstream_http_backoff_left(struct upstream_http *h, const char *name) {
 /* Count an exchange; after BACKOFF_AFTER transport failures in a row the
  * upstream is left alone for 5 s, doubling up to BACKOFF_MAX_SEC. The first
  * request after the pause probes it; one success ends the backoff. */
-static void health_note(struct upstream_http *h, const struct request *r, bool transport_ok) {
-        struct upstream_health *u = health_get(h, r->upstream_name);
+static void health_note(struct upstream_http *h, const struct upstream_call *c, bool transport_ok) {
+        struct upstream_health *u = health_get(h, c->upstream);
         uint64_t now;
 
         if (!u)
@@ -99,7 +103,7 @@ static void health_note(struct upstream_http *h, const struct request *r, bool t
                 u->failures_in_a_row = 0;
                 u->backoff_until_usec = 0;
                 u->last_success = (int64_t) time(NULL);
-                u->latency_ms = (double) (now - r->started_usec) / 1000.0;
+                u->latency_ms = (double) (now - c->started_usec) / 1000.0;
                 return;
         }
         u->failures++;
@@ -119,6 +123,13 @@ static void health_note(struct upstream_http *h, const struct request *r, bool t
 
 static int call_setup(struct upstream_call *c, bool fresh);
 static void call_start_queued(struct upstream_http *h, const char *name);
+static void call_free(struct upstream_call *c);
+
+/* The caller learns the result, then the call goes (res may point into it). */
+static void call_finish(struct upstream_call *c, const struct upstream_result *res) {
+        c->done(res, c->userdata);
+        call_free(c);
+}
 
 static void call_free(struct upstream_call *c) {
         struct upstream_http *h;
@@ -168,12 +179,9 @@ static void call_start_queued(struct upstream_http *h, const char *name) {
         }
         oldest->active = true;
         if (call_setup(oldest, false) < 0) {
-                struct request *r = oldest->req;
                 struct upstream_result res = { .coap_code = 500, .max_age = -1,
                                                .diagnostic = "cannot start the upstream request" };
-                r->call = NULL;
-                call_free(oldest);
-                request_complete(r, &res);
+                call_finish(oldest, &res);
         }
 }
 
@@ -224,13 +232,13 @@ static bool request_forbids_reuse(int body) {
  * and the last-chunk marker — the fewest bytes and packets chunking allows. */
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata) {
         struct upstream_call *c = userdata;
-        size_t n = c->req->body_len - c->sent, room = size * nitems;
+        size_t n = c->post.body_len - c->sent, room = size * nitems;
 
         if (n > room)
                 n = room;
         if (n > CHUNK_MAX)
                 n = CHUNK_MAX;
-        memcpy(buf, c->req->body + c->sent, n);
+        memcpy(buf, c->post.body + c->sent, n);
         c->sent += n;
         return n;
 }
@@ -238,30 +246,30 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata) {
 /* "on", or "auto" once the upstream has answered with HTTP/1.1, which must
  * accept chunked request bodies (RFC 9112 §7); `openssl cmp` speaks
  * HTTP/1.0 and answers a chunked request with 400. */
-static bool use_chunked(struct upstream_http *h, const struct request *r) {
+static bool use_chunked(struct upstream_http *h, const struct upstream_call *c) {
         const struct upstream_health *u;
 
-        if (r->upstream_chunked != CHUNKED_AUTO)
-                return r->upstream_chunked == CHUNKED_ON;
-        u = upstream_http_health(h, r->upstream_name);
+        if (c->post.chunked != CHUNKED_AUTO)
+                return c->post.chunked == CHUNKED_ON;
+        u = upstream_http_health(h, c->upstream);
         return u && u->http11;
 }
 
 static int call_setup(struct upstream_call *c, bool fresh) {
-        struct request *r = c->req;
+        const struct upstream_post *p = &c->post;
         CURL *e = curl_easy_init();
 
         if (!e)
                 return -ENOMEM;
         c->easy = e;
-        curl_easy_setopt(e, CURLOPT_URL, r->upstream_uri);
+        curl_easy_setopt(e, CURLOPT_URL, p->uri);
         curl_easy_setopt(e, CURLOPT_PRIVATE, c);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         /* RFC 6712 §3.3: POST with Content-Type application/pkixcmp */
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        if (use_chunked(c->http, r)) {
-                struct upstream_health *u = health_get(c->http, r->upstream_name);
+        if (use_chunked(c->http, c)) {
+                struct upstream_health *u = health_get(c->http, c->upstream);
                 c->sent = 0;
                 curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
                 curl_easy_setopt(e, CURLOPT_READDATA, c);
@@ -269,9 +277,9 @@ static int call_setup(struct upstream_call *c, bool fresh) {
                 if (u)
                         u->chunked = true;
         } else {
-                struct upstream_health *u = health_get(c->http, r->upstream_name);
-                curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *) r->body);
-                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) r->body_len);
+                struct upstream_health *u = health_get(c->http, c->upstream);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *) p->body);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) p->body_len);
                 curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->http->headers);
                 if (u)
                         u->chunked = false;
@@ -282,57 +290,87 @@ static int call_setup(struct upstream_call *c, bool fresh) {
         /* RFC 9482 §4: the upstream's certificate checked against the configured
          * trust anchors (curl's default store without ca_file); the gateway's
          * client certificate when given. curl reads the files per connection. */
-        if (r->upstream_tls.ca_file)
-                curl_easy_setopt(e, CURLOPT_CAINFO, r->upstream_tls.ca_file);
-        if (r->upstream_tls.certificate) {
-                curl_easy_setopt(e, CURLOPT_SSLCERT, r->upstream_tls.certificate);
-                curl_easy_setopt(e, CURLOPT_SSLKEY, r->upstream_tls.private_key);
+        if (p->tls && p->tls->ca_file)
+                curl_easy_setopt(e, CURLOPT_CAINFO, p->tls->ca_file);
+        if (p->tls && p->tls->certificate) {
+                curl_easy_setopt(e, CURLOPT_SSLCERT, p->tls->certificate);
+                curl_easy_setopt(e, CURLOPT_SSLKEY, p->tls->private_key);
         }
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (r->upstream_timeout_usec / 1000));
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (r->upstream_timeout_usec / 1000));
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (p->timeout_usec / 1000));
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (p->timeout_usec / 1000));
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-        if (request_forbids_reuse(r->info.body))
+        if (request_forbids_reuse(p->body_type))
                 curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
         if (fresh)
                 curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
         return curl_multi_add_handle(c->http->multi, e) == CURLM_OK ? 0 : -EIO;
 }
 
-int upstream_http_submit(struct upstream_http *h, struct request *r) {
+int upstream_http_post(struct upstream_http *h, const struct upstream_post *p, upstream_done_fn done,
+                       void *userdata, const char *who, struct upstream_call **ret) {
         struct upstream_call *c = calloc(1, sizeof *c);
-        int ret;
-
         struct upstream_health *u;
+        int r;
 
         if (!c)
                 return -ENOMEM;
         c->http = h;
-        c->req = r;
-        snprintf(c->upstream, sizeof c->upstream, "%s", r->upstream_name);
-        u = health_get(h, r->upstream_name);
+        c->post = *p;
+        c->done = done;
+        c->userdata = userdata;
+        snprintf(c->upstream, sizeof c->upstream, "%s", p->name);
+        snprintf(c->who, sizeof c->who, "%s", who);
+        sd_event_now(h->event, CLOCK_MONOTONIC, &c->started_usec);
+        u = health_get(h, p->name);
         if (!u) {
                 free(c);
                 return -ENOMEM;
         }
-        r->call = c;
         /* a cap on the exchanges (and so connections) per upstream; the rest wait */
-        if (u->in_flight >= r->upstream_max_connections) {
+        if (u->in_flight >= p->max_connections) {
                 c->queued = true;
                 u->queued++;
                 LIST_PREPEND(queue, h->queue, c);
+                *ret = c;
                 return 0;
         }
         u->in_flight++;
         c->active = true;
-        ret = call_setup(c, false);
-        if (ret < 0) {
-                r->call = NULL;
+        r = call_setup(c, false);
+        if (r < 0) {
                 call_free(c);
-                return ret;
+                return r;
         }
+        *ret = c;
         return 0;
+}
+
+void upstream_http_abandon(struct upstream_http *h, struct upstream_call *c) {
+        (void) h;
+        call_free(c);
+}
+
+/* A node's request: its answer goes back through request_complete() */
+static void request_done(const struct upstream_result *res, void *userdata) {
+        struct request *r = userdata;
+
+        r->call = NULL;
+        request_complete(r, res);       /* copies what it keeps */
+}
+
+int upstream_http_submit(struct upstream_http *h, struct request *r) {
+        struct upstream_post p = {
+                .name = r->upstream_name, .uri = r->upstream_uri,
+                .body = r->body, .body_len = r->body_len, .body_type = r->info.body,
+                .timeout_usec = r->upstream_timeout_usec, .chunked = r->upstream_chunked,
+                .max_connections = r->upstream_max_connections, .tls = &r->upstream_tls,
+        };
+        char who[48];
+
+        snprintf(who, sizeof who, "request %llu", (unsigned long long) r->id);
+        return upstream_http_post(h, &p, request_done, r, who, &r->call);
 }
 
 void upstream_http_cancel(struct upstream_http *h, struct request *r) {
@@ -367,15 +405,12 @@ static void call_retry(struct upstream_call *c) {
         c->len = 0;
         c->retried = true;
         c->http->stats->upstream_retries++;
-        log_info("request %llu: upstream %s closed a reused connection before the request; resending once on a fresh connection",
-                 (unsigned long long) c->req->id, c->req->upstream_name);
+        log_info("%s: upstream %s closed a reused connection before the request; resending once on a fresh connection",
+                 c->who, c->upstream);
         if (call_setup(c, true) < 0) {
-                struct request *r = c->req;
                 struct upstream_result res = { .coap_code = 503, .max_age = -1,
                                                .diagnostic = "upstream unavailable" };
-                r->call = NULL;
-                call_free(c);
-                request_complete(r, &res);
+                call_finish(c, &res);
         }
 }
 
@@ -389,20 +424,20 @@ static void result_from_transport_error(struct upstream_call *c, CURLcode cc,
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_SSL_CONNECT_ERROR:
                 res->coap_code = 503;
-                snprintf(diag, size, "upstream %s unreachable: %.200s", c->req->upstream_name, what);
+                snprintf(diag, size, "upstream %s unreachable: %.200s", c->upstream, what);
                 break;
         case CURLE_OPERATION_TIMEDOUT:
                 res->coap_code = 504;
-                snprintf(diag, size, "upstream %s did not answer in time", c->req->upstream_name);
+                snprintf(diag, size, "upstream %s did not answer in time", c->upstream);
                 break;
         case CURLE_WRITE_ERROR:
                 res->coap_code = 502;
                 snprintf(diag, size, c->too_large ? "upstream %s answer exceeds the size limit" :
-                                                    "upstream %s answer could not be stored", c->req->upstream_name);
+                                                    "upstream %s answer could not be stored", c->upstream);
                 break;
         default:
                 res->coap_code = 502;
-                snprintf(diag, size, "upstream %s failed: %.200s", c->req->upstream_name, what);
+                snprintf(diag, size, "upstream %s failed: %.200s", c->upstream, what);
         }
         res->diagnostic = diag;
 }
@@ -416,7 +451,7 @@ static void result_from_http(struct upstream_call *c, struct upstream_result *re
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
         {
                 long version = 0;
-                struct upstream_health *u = health_get(c->http, c->req->upstream_name);
+                struct upstream_health *u = health_get(c->http, c->upstream);
                 curl_easy_getinfo(c->easy, CURLINFO_HTTP_VERSION, &version);
                 if (u && version != 0)
                         u->http11 = version >= CURL_HTTP_VERSION_1_1;
@@ -429,14 +464,14 @@ static void result_from_http(struct upstream_call *c, struct upstream_result *re
                 if (!is_cmp) {
                         /* PRODUCT.md: garbage or a non-CMP body → 5.02 */
                         res->coap_code = 502;
-                        snprintf(diag, size, "upstream %s answered HTTP %ld without a PKIMessage", c->req->upstream_name, status);
+                        snprintf(diag, size, "upstream %s answered HTTP %ld without a PKIMessage", c->upstream, status);
                         res->diagnostic = diag;
                         return;
                 }
                 res->coap_code = 204;   /* RFC 9482 §2.3: success is 2.xx; 2.04 Changed */
         } else {
                 res->coap_code = coap_code_from_http_status(status);
-                snprintf(diag, size, "upstream %s answered HTTP %ld", c->req->upstream_name, status);
+                snprintf(diag, size, "upstream %s answered HTTP %ld", c->upstream, status);
                 res->diagnostic = diag;
                 if (res->coap_code == 503)
                         res->max_age = -2;      /* caller fills the configured Max-Age */
@@ -449,25 +484,22 @@ static void result_from_http(struct upstream_call *c, struct upstream_result *re
 }
 
 static void call_done(struct upstream_call *c, CURLcode cc) {
-        struct request *r = c->req;
         struct upstream_result res = { 0 };
-        char diag[256];
+        char diag[320];         /* the upstream's name (< 64) and curl's words (<= 200) */
 
         if (cc != CURLE_OK && call_can_retry(c, cc)) {
                 call_retry(c);
                 return;
         }
-        health_note(c->http, r, cc == CURLE_OK);
+        health_note(c->http, c, cc == CURLE_OK);
         if (cc != CURLE_OK) {
                 c->http->stats->upstream_errors++;
-                log_warning("request %llu: upstream %s (%s): %s", (unsigned long long) r->id, r->upstream_name,
-                            r->upstream_uri, c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+                log_warning("%s: upstream %s (%s): %s", c->who, c->upstream, c->post.uri,
+                            c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
                 result_from_transport_error(c, cc, &res, diag, sizeof diag);
         } else
                 result_from_http(c, &res, diag, sizeof diag);
-        r->call = NULL;
-        request_complete(r, &res);      /* copies what it keeps */
-        call_free(c);
+        call_finish(c, &res);
 }
 
 static void check_multi_info(struct upstream_http *h) {
