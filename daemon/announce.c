@@ -32,6 +32,8 @@ struct announce {
         uint64_t seq;
         struct cached_crl *crls;
         size_t n_crls;
+        char (*seen)[65];               /* SHA-256 hex of the certificates CANNs announced */
+        size_t n_seen;
         announce_event_fn event_fn;
         void *event_userdata;
 };
@@ -270,6 +272,76 @@ static void load_announcements(struct announce *a) {
         }
 }
 
+#define SEEN_FILE "cann.seen"
+
+/* The certificates CANNs announced, as they were when last written */
+static void load_seen(struct announce *a) {
+        char path[4096], line[80];
+        FILE *f;
+
+        snprintf(path, sizeof path, "%s/%s", a->ann_dir, SEEN_FILE);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        while (fgets(line, sizeof line, f)) {
+                char (*n)[65];
+
+                line[strcspn(line, "\n")] = '\0';
+                if (strlen(line) != 64 || strspn(line, "0123456789abcdef") != 64)
+                        continue;
+                n = realloc(a->seen, (a->n_seen + 1) * sizeof *n);
+                if (!n)
+                        break;
+                a->seen = n;
+                memcpy(a->seen[a->n_seen++], line, 65);
+        }
+        fclose(f);
+}
+
+static void cert_sha256(X509 *cert, char out[65]) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(cert, &der);
+
+        out[0] = '\0';
+        if (n > 0)
+                sha256_hex(der, (size_t) n, out);
+        OPENSSL_free(der);
+}
+
+bool announce_cert_announced(const struct announce *a, X509 *cert) {
+        char h[65];
+
+        cert_sha256(cert, h);
+        for (size_t i = 0; h[0] && i < a->n_seen; i++)
+                if (strcmp(a->seen[i], h) == 0)
+                        return true;
+        return false;
+}
+
+/* Remember a certificate a CANN announced; the file is rewritten whole */
+static void remember_seen(struct announce *a, X509 *cert) {
+        char (*n)[65], *text;
+        size_t len = 0;
+        int k;
+
+        if (announce_cert_announced(a, cert) || !(n = realloc(a->seen, (a->n_seen + 1) * sizeof *n)))
+                return;
+        a->seen = n;
+        cert_sha256(cert, a->seen[a->n_seen]);
+        if (!a->seen[a->n_seen][0])
+                return;
+        a->n_seen++;
+        text = malloc(a->n_seen * 65 + 1);     /* + the last snprintf's NUL */
+        if (!text)
+                return;
+        for (size_t i = 0; i < a->n_seen; i++, len += 65)
+                snprintf(text + len, 66, "%s\n", a->seen[i]);
+        k = write_atomic(a->ann_dir, SEEN_FILE, (const uint8_t *) text, len);
+        if (k < 0)
+                log_warning("announcements: cannot write %s/%s: %s", a->ann_dir, SEEN_FILE, strerror(-k));
+        free(text);
+}
+
 int announce_new(const char *state_dir, const char *trusted, struct announce **ret, char **why) {
         struct announce *a = calloc(1, sizeof *a);
         int k;
@@ -294,6 +366,7 @@ int announce_new(const char *state_dir, const char *trusted, struct announce **r
         }
         load_crls(a);
         load_announcements(a);
+        load_seen(a);
         *ret = a;
         return 0;
 }
@@ -304,6 +377,7 @@ struct announce *announce_free(struct announce *a) {
         for (size_t i = 0; i < a->n_crls; i++)
                 cmp_ann_crl_clear(&a->crls[i].crl);
         free(a->crls);
+        free(a->seen);
         for (int i = 0; i < 4; i++)
                 announce_blob_unref(a->latest[i]);
         X509_STORE_free(a->trusted);
@@ -354,7 +428,7 @@ void announce_crl_info(const struct announce *a, size_t i, struct announce_crl_i
                 .issuer = c->crl.issuer, .crl_number = c->crl.crl_number ? c->crl.crl_number : "",
                 .this_update = c->crl.this_update, .next_update = c->crl.next_update,
                 .revoked_count = c->crl.n_revoked, .received = c->received, .sha256 = c->sha256,
-                .size = c->crl.der_len,
+                .size = c->crl.der_len, .crl = c->crl.crl,
         };
 }
 
@@ -510,6 +584,7 @@ int announce_publish(struct announce *a, const uint8_t *der, size_t len, int64_t
                         emit(a, &(struct announce_event) { .type = ANN_EV_CA_CERT, .subject = ann->subject,
                                                            .serial = ann->serial, .der = cert, .der_len = (size_t) n });
                 OPENSSL_free(cert);
+                remember_seen(a, ann->cert);
                 break;
         }
         case CMP_ANN_RANN:

@@ -5,6 +5,8 @@
  * directory (the registry's directory):
  *
  *   <dir>/announcements/<kind>.der   the latest announcement of that kind
+ *   <dir>/announcements/cann.seen    SHA-256 (hex, one a line) of every
+ *                                    certificate a CANN has announced
  *   <dir>/crls/<sha1 of the DER issuer Name>.der   the current CRL
  *
  * Files are written atomically (temporary file, fsync, rename, fsync of the
@@ -82,6 +84,10 @@ int announce_publish(struct announce *a, const uint8_t *der, size_t len, int64_t
 /* DER is byte for byte the latest announcement of some kind already */
 bool announce_is_latest(const struct announce *a, const uint8_t *der, size_t len);
 
+/* Has a CANN published here (from any source, kept across restarts)
+ * announced this certificate already? */
+bool announce_cert_announced(const struct announce *a, X509 *cert);
+
 /* The latest announcement of any kind (NULL before the first); borrowed. */
 struct announce_blob *announce_latest(const struct announce *a);
 /* The latest of one kind, NULL if none; borrowed. */
@@ -96,6 +102,7 @@ struct announce_crl_info {
         int64_t received;
         const char *sha256;
         size_t size;
+        const X509_CRL *crl;            /* borrowed */
 };
 size_t announce_n_crls(const struct announce *a);
 void announce_crl_info(const struct announce *a, size_t i, struct announce_crl_info *info);

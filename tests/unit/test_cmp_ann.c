@@ -288,6 +288,26 @@ static void test_store(const struct ca *ica, const struct ca *other) {
                       memcmp(announce_latest(a)->data, d2, l2) == 0);
                 CHECK_INT(announce_publish(a, d1, l1, 1004, &why), -ESTALE);
                 free(why);
+                CHECK(!announce_cert_announced(a, other->cert));
+                {
+                        /* a CANN: its certificate is remembered, across restarts too */
+                        struct cmp_ann_spec spec = { .kind = CMP_ANN_CANN, .certs = { other->cert } };
+                        uint8_t *dc = NULL;
+                        size_t lc = 0;
+                        CHECK_INT(cmp_ann_build(&spec, ica->cert, ica->key, NULL, &dc, &lc), 0);
+                        CHECK_INT(announce_publish(a, dc, lc, 1004, &why), 0);
+                        free(why);
+                        OPENSSL_free(dc);
+                }
+                CHECK(announce_cert_announced(a, other->cert));
+                CHECK(!announce_cert_announced(a, ica->cert));
+                a = announce_free(a);
+        }
+        CHECK_INT(announce_new(tmp, trust_path, &a, &why), 0);
+        free(why);
+        if (a) {
+                CHECK(announce_cert_announced(a, other->cert));
+                CHECK(!announce_cert_announced(a, ica->cert));
                 a = announce_free(a);
         }
         /* without trust anchors everything is refused */
