@@ -12,6 +12,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "ann_poll.h"
 #include "announce.h"
 #include "coap_server.h"
 #include "dbus_api.h"
@@ -111,8 +112,10 @@ static int protection_stores_load(const struct cmpgw_config *c, X509_STORE ***re
 }
 
 /* A reload refused: the running configuration stays. Takes why (malloc'd
- * or NULL), c and prot. */
-static int reload_refused(Manager *m, int r, char *why, char **ret_err, struct cmpgw_config *c, X509_STORE **prot) {
+ * or NULL), c, prot and polls. */
+static int reload_refused(Manager *m, int r, char *why, char **ret_err, struct cmpgw_config *c, X509_STORE **prot,
+                          struct ann_poll_set *polls) {
+        ann_poll_set_free(polls);
         log_error("reload failed, keeping the running configuration: %s", why ? why : strerror(-r));
         if (ret_err)
                 *ret_err = why;
@@ -129,6 +132,7 @@ static int reload_refused(Manager *m, int r, char *why, char **ret_err, struct c
 int manager_reload(Manager *m, char **ret_err) {
         struct cmpgw_config *c = NULL;
         struct registry_config rc;
+        struct ann_poll_set *polls = NULL;
         X509_STORE **prot = NULL;
         char *err = NULL, *why = NULL;
         int r;
@@ -136,14 +140,16 @@ int manager_reload(Manager *m, char **ret_err) {
         sd_notify(false, "RELOADING=1\nSTATUS=Reloading configuration");
         r = config_load_file(m->config_path, &c, &err);
         if (r < 0)
-                return reload_refused(m, r, err, ret_err, NULL, NULL);
+                return reload_refused(m, r, err, ret_err, NULL, NULL, NULL);
         if ((r = protection_stores_load(c, &prot, &err)) < 0)
-                return reload_refused(m, r, err, ret_err, c, NULL);
+                return reload_refused(m, r, err, ret_err, c, NULL, NULL);
+        if (m->poll && (r = ann_poll_prepare(m->poll, c, &polls, &err)) < 0)
+                return reload_refused(m, r, err, ret_err, c, prot, NULL);
         if (m->announce && (r = announce_set_trusted(m->announce, c->ann_trusted, &err)) < 0) {
                 if (asprintf(&why, "announcements.trusted: %s", err ? err : strerror(-r)) < 0)
                         why = NULL;
                 free(err);
-                return reload_refused(m, r, why, ret_err, c, prot);
+                return reload_refused(m, r, why, ret_err, c, prot, polls);
         }
         if (c->n_listen != m->config->n_listen)
                 log_warning("reload: listener changes take effect only after a restart");
@@ -158,7 +164,7 @@ int manager_reload(Manager *m, char **ret_err) {
                 if (asprintf(&why, "the CoAP listeners refused the new configuration: %s; see the daemon's log",
                              strerror(-r)) < 0)
                         why = NULL;
-                return reload_refused(m, r, why, ret_err, c, prot);
+                return reload_refused(m, r, why, ret_err, c, prot, polls);
         }
         upstream_http_set_max_response(m->http, c->max_message_size);
         if (strcmp(c->registry_path, m->config->registry_path) != 0)
@@ -175,6 +181,8 @@ int manager_reload(Manager *m, char **ret_err) {
         upstream_coap_forget_sessions(m->coap_client);    /* new credentials for new sessions */
         if (upstream_coap_watch_announcements(m->coap_client, c) < 0)
                 log_warning("reload: cannot observe upstream announcements");
+        if (m->poll)
+                ann_poll_commit(m->poll, polls);        /* every poller starts again */
         log_info("reloaded %s: %zu upstreams", m->config_path, c->n_upstreams);
         sd_notify(false, "READY=1");
         notify_status(m);
@@ -353,6 +361,24 @@ static int manager_open_registry(Manager *m) {
         return 0;
 }
 
+/* genm polling of http(s) upstreams: credentials that cannot sign stop the start */
+static int manager_start_polls(Manager *m) {
+        struct ann_poll_set *polls = NULL;
+        char *why = NULL;
+        int r = ann_poll_new(m->event, m->http, m->announce, &m->poll);
+
+        if (r < 0)
+                return log_error("cannot set up polling: %s", strerror(-r)), r;
+        r = ann_poll_prepare(m->poll, m->config, &polls, &why);
+        if (r < 0) {
+                log_error("%s", why ? why : strerror(-r));
+                free(why);
+                return r;
+        }
+        ann_poll_commit(m->poll, polls);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         int r;
 
@@ -386,6 +412,9 @@ int manager_start(Manager *m) {
         r = upstream_coap_watch_announcements(m->coap_client, m->config);
         if (r < 0)
                 return log_error("cannot observe upstream announcements: %s", strerror(-r)), r;
+        r = manager_start_polls(m);
+        if (r < 0)
+                return r;
         r = dbus_api_new(m, m->config->bus, &m->dbus);
         if (r < 0)
                 return r;
@@ -412,6 +441,7 @@ Manager *manager_free(Manager *m) {
                 request_free(r);
         }
         m->coap = coap_server_free(m->coap);
+        m->poll = ann_poll_free(m->poll);       /* before the HTTP client its calls are on */
         m->http = upstream_http_free(m->http);
         m->coap_client = upstream_coap_free(m->coap_client);
         sd_event_source_disable_unref(m->renew_timer);

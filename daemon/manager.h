@@ -18,6 +18,7 @@ struct upstream_coap;
 struct registry;
 struct dbus_api;
 struct announce;
+struct ann_poll;
 
 struct gw_stats {
         uint64_t requests;              /* complete CMP requests received */
@@ -47,6 +48,7 @@ struct Manager {
         struct registry *registry;
         struct dbus_api *dbus;          /* NULL with "dbus": {"bus": "none"} */
         struct announce *announce;      /* the announcement store and CRL cache */
+        struct ann_poll *poll;          /* genm polling of http(s) upstreams with "poll" */
         struct peer_limits *peers;      /* per-peer rate, in-flight and observer counts */
         X509_STORE **protection;        /* per config->upstreams[i]: protection_trusted, or NULL */
         sd_event_source *renew_timer;   /* the earliest renewal or expiry */

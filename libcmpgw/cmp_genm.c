@@ -179,7 +179,7 @@ static OSSL_CMP_ITAV *request_itav(const struct cmp_genm_args *a) {
                 value = ASN1_TYPE_pack_sequence(ASN1_ITEM_rptr(X509), a->old_root, NULL);
         else if (a->kind == CMP_GENM_CRLS)
                 value = crl_status_list(a->crls, a->n_crls);
-        if ((a->kind == CMP_GENM_CRLS || a->old_root) && !value) {
+        if ((a->kind == CMP_GENM_CRLS || (a->kind == CMP_GENM_ROOT_CA_UPDATE && a->old_root)) && !value) {
                 ASN1_OBJECT_free(type);
                 return NULL;
         }
