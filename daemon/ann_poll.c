@@ -60,7 +60,7 @@ struct poller {
         sd_event_source *timer;
         int kind;                       /* enum cmp_genm_kind asked now; -1 between cycles */
         bool cycle_failed;
-        char cycle_why[512];
+        char cycle_why[768];
         struct upstream_call *call;
         uint8_t *genm;
         size_t genm_len;
@@ -394,9 +394,10 @@ static void on_answer(const struct upstream_result *res, void *userdata) {
         k = cmp_genp_read(p->genm, p->genm_len, res->body, res->body_len, p->kind, p->trusted, &g, &why);
         if (k < 0) {
                 /* nothing unverified is published; cycle_end() says why, rate-limited */
-                log_debug("poll of upstream %s: %s answer refused, nothing changes: %s", p->name,
-                          cmp_genm_kind_name(p->kind), why ? why : strerror(-k));
-                step_failed(p, why ? why : strerror(-k));
+                char msg[600];
+                snprintf(msg, sizeof msg, "answer refused, nothing published: %s", why ? why : strerror(-k));
+                log_debug("poll of upstream %s: %s %s", p->name, cmp_genm_kind_name(p->kind), msg);
+                step_failed(p, msg);
         } else
                 take_answer(p, &g);
         cmp_genp_clear(&g);
@@ -410,9 +411,10 @@ static void on_answer(const struct upstream_result *res, void *userdata) {
  * with the thisUpdate of the cached CRL when there is one */
 static size_t crl_statuses(const struct poller *p, struct cmp_crl_status *out, size_t max) {
         const struct announce *store = p->owner->store;
+        int n_ca = p->ca_certs ? sk_X509_num(p->ca_certs) : 0;        /* sk_num(NULL) is -1 */
         size_t n = 0;
 
-        for (int i = -1; i < sk_X509_num(p->ca_certs) && n < max; i++) {
+        for (int i = -1; i < n_ca && n < max; i++) {
                 const X509_NAME *name = i < 0 ? X509_get_issuer_name(p->creds.cert) :
                                                 X509_get_subject_name(sk_X509_value(p->ca_certs, i));
                 bool dup = false;

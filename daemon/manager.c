@@ -406,15 +406,15 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error("cannot set up the CoAP upstream client: %s", strerror(-r)), r;
         upstream_coap_set_ann_handler(m->coap_client, on_upstream_announcement, m);
+        r = manager_start_polls(m);     /* before the listeners: bad credentials stop the start at once */
+        if (r < 0)
+                return r;
         r = coap_server_new(m, m->config, &m->coap);
         if (r < 0)
                 return r;
         r = upstream_coap_watch_announcements(m->coap_client, m->config);
         if (r < 0)
                 return log_error("cannot observe upstream announcements: %s", strerror(-r)), r;
-        r = manager_start_polls(m);
-        if (r < 0)
-                return r;
         r = dbus_api_new(m, m->config->bus, &m->dbus);
         if (r < 0)
                 return r;
