@@ -33,7 +33,8 @@
 #define RETRY_LOG_EVERY 12
 
 /* poll.what's bits are the kinds in the order they are asked */
-_Static_assert(CMPGW_POLL_CA_CERTS == 1 << CMP_GENM_CA_CERTS && CMPGW_POLL_ROOT_CA_UPDATE == 1 << CMP_GENM_ROOT_CA_UPDATE &&
+_Static_assert(CMPGW_POLL_CA_CERTS == 1 << CMP_GENM_CA_CERTS &&
+               CMPGW_POLL_ROOT_CA_UPDATE == 1 << CMP_GENM_ROOT_CA_UPDATE &&
                CMPGW_POLL_CRLS == 1 << CMP_GENM_CRLS, "poll.what bits follow enum cmp_genm_kind");
 
 struct poller {
@@ -80,17 +81,6 @@ struct ann_poll {
         struct announce *store;
         struct ann_poll_set *running;
 };
-
-static int fail(char **why, int k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **why, int k, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(why, fmt, ap) < 0)
-                *why = NULL;
-        va_end(ap);
-        return k;
-}
 
 static void poller_free(struct poller *p) {
         if (!p)
@@ -148,11 +138,11 @@ static int publish(struct poller *p, const struct cmp_ann_spec *spec, STACK_OF(X
                 if (sk_X509_find(chain, sk_X509_value(extra, i)) < 0 && !sk_X509_push(chain, sk_X509_value(extra, i)))
                         break;
         if (!chain)
-                return fail(why, -ENOMEM, "out of memory");
+                return log_reason(why, -ENOMEM, "out of memory");
         k = cmp_ann_build(spec, p->creds.cert, p->creds.key, chain, &der, &len);
         sk_X509_free(chain);
         if (k < 0)
-                return fail(why, k, "cannot sign the %s: %s", cmp_ann_kind_name(spec->kind), strerror(-k));
+                return log_reason(why, k, "cannot sign the %s: %s", cmp_ann_kind_name(spec->kind), strerror(-k));
         k = announce_publish(p->owner->store, der, len, (int64_t) time(NULL), why);
         OPENSSL_free(der);
         return k;
@@ -521,13 +511,13 @@ static int check_signer(struct poller *p, const char *ann_trusted, const char *k
         int k = cmp_ann_load_trust(ann_trusted, &st, &err);
 
         if (k < 0) {
-                k = fail(why, k, "announcements.trusted: %s", err ? err : strerror(-k));
+                k = log_reason(why, k, "announcements.trusted: %s", err ? err : strerror(-k));
         } else if (!sctx || !X509_STORE_CTX_init(sctx, st, p->creds.cert, p->creds.chain)) {
                 k = -ENOMEM;
         } else if (X509_verify_cert(sctx) != 1) {
-                k = fail(why, -EINVAL, "%s: the certificate does not chain to announcements.trusted (%s): "
-                         "the announcements the gateway signs with it would be refused; put its chain after "
-                         "it in the file", key, X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
+                k = log_reason(why, -EINVAL, "%s: the certificate does not chain to announcements.trusted (%s): "
+                               "the announcements the gateway signs with it would be refused; put its chain after "
+                               "it in the file", key, X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
         } else {
                 chain = X509_STORE_CTX_get1_chain(sctx);
                 p->root = sk_X509_num(chain) > 1 ? sk_X509_value(chain, sk_X509_num(chain) - 1) : NULL;
@@ -565,16 +555,16 @@ static int poller_new(struct ann_poll *owner, const struct cmpgw_config *c, size
         }
         snprintf(key, sizeof key, "upstreams[%zu].poll.certificate", i);
         if ((k = cmp_genm_creds_load(u->poll.certificate, u->poll.private_key, &p->creds, &err)) < 0)
-                k = fail(why, k, "%s: %s", key, err ? err : strerror(-k));
+                k = log_reason(why, k, "%s: %s", key, err ? err : strerror(-k));
         else
                 k = check_signer(p, c->ann_trusted, key, why);
         free(err);
         err = NULL;
         if (k >= 0 && (k = cmp_ann_load_trust(trusted, &p->trusted, &err)) < 0)
-                k = fail(why, k, "upstreams[%zu].poll.trusted: %s", i, err ? err : strerror(-k));
+                k = log_reason(why, k, "upstreams[%zu].poll.trusted: %s", i, err ? err : strerror(-k));
         free(err);
         if (k >= 0 && (k = sd_event_add_time_relative(owner->event, &p->timer, CLOCK_MONOTONIC, 0, 0, on_timer, p)) < 0)
-                k = fail(why, k, "cannot add a timer: %s", strerror(-k));
+                k = log_reason(why, k, "cannot add a timer: %s", strerror(-k));
         if (k < 0) {
                 poller_free(p);
                 return k;

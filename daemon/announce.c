@@ -40,19 +40,6 @@ struct announce {
 
 /* ---- helpers ---- */
 
-static int fail(char **why, int k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **why, int k, const char *fmt, ...) {
-        va_list ap;
-
-        if (!why)
-                return k;
-        va_start(ap, fmt);
-        if (vasprintf(why, fmt, ap) < 0)
-                *why = NULL;
-        va_end(ap);
-        return k;
-}
-
 const char *announce_time_string(int64_t t, char *buf) {
         struct tm tm;
 
@@ -356,7 +343,7 @@ int announce_new(const char *state_dir, const char *trusted, struct announce **r
                 return -ENOMEM;
         }
         if ((k = make_dir(a->ann_dir)) < 0 || (k = make_dir(a->crl_dir)) < 0) {
-                fail(why, k, "cannot create %s or %s: %s", a->ann_dir, a->crl_dir, strerror(-k));
+                log_reason(why, k, "cannot create %s or %s: %s", a->ann_dir, a->crl_dir, strerror(-k));
                 announce_free(a);
                 return k;
         }
@@ -473,16 +460,17 @@ static int crls_check(const struct announce *a, const struct cmp_ann *ann, char 
 
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(ann->crls[j].issuer_key, c->issuer_key) == 0)
-                                return fail(why, -EBADMSG, "CRLs %zu and %zu have the same issuer %s", j + 1, i + 1,
-                                            c->issuer);
+                                return log_reason(why, -EBADMSG, "CRLs %zu and %zu have the same issuer %s",
+                                                  j + 1, i + 1, c->issuer);
                 if (old && cmp_ann_crl_compare(c, &old->crl) <= 0) {
                         char t1[32], t2[32];
-                        return fail(why, -ESTALE,
-                                    "CRL %zu (issuer %s, CRL number %s, thisUpdate %s) is not newer than the cached one "
-                                    "(CRL number %s, thisUpdate %s)", i + 1, c->issuer,
-                                    c->crl_number ? c->crl_number : "none", announce_time_string(c->this_update, t1),
-                                    old->crl.crl_number ? old->crl.crl_number : "none",
-                                    announce_time_string(old->crl.this_update, t2));
+                        return log_reason(why, -ESTALE,
+                                          "CRL %zu (issuer %s, CRL number %s, thisUpdate %s) is not newer than the "
+                                          "cached one (CRL number %s, thisUpdate %s)", i + 1, c->issuer,
+                                          c->crl_number ? c->crl_number : "none",
+                                          announce_time_string(c->this_update, t1),
+                                          old->crl.crl_number ? old->crl.crl_number : "none",
+                                          announce_time_string(old->crl.this_update, t2));
                 }
         }
         return 0;
@@ -499,7 +487,7 @@ static int crls_take(struct announce *a, struct cmp_ann *ann, int64_t now, char 
                 snprintf(name, sizeof name, "%s.der", ann->crls[i].issuer_key);
                 k = write_atomic(a->crl_dir, name, ann->crls[i].der, ann->crls[i].der_len);
                 if (k < 0)
-                        return fail(why, -EIO, "cannot write %s/%s: %s", a->crl_dir, name, strerror(-k));
+                        return log_reason(why, -EIO, "cannot write %s/%s: %s", a->crl_dir, name, strerror(-k));
         }
         for (size_t i = 0; i < ann->n_crls; i++) {
                 struct cmp_ann_crl *n = &ann->crls[i];
@@ -508,7 +496,7 @@ static int crls_take(struct announce *a, struct cmp_ann *ann, int64_t now, char 
                 if (!old) {
                         struct cached_crl *c = realloc(a->crls, (a->n_crls + 1) * sizeof *c);
                         if (!c)
-                                return fail(why, -ENOMEM, "out of memory");
+                                return log_reason(why, -ENOMEM, "out of memory");
                         a->crls = c;
                         old = &a->crls[a->n_crls++];
                         memset(old, 0, sizeof *old);
@@ -541,7 +529,7 @@ int announce_publish(struct announce *a, const uint8_t *der, size_t len, int64_t
         *why = NULL;
         k = cmp_ann_parse(der, len, &ann, &pwhy);
         if (k < 0)
-                return fail(why, k, "not a valid announcement: %s", pwhy ? pwhy : strerror(-k));
+                return log_reason(why, k, "not a valid announcement: %s", pwhy ? pwhy : strerror(-k));
         k = cmp_ann_validate(der, len, ann, a->trusted, why);
         if (k < 0)
                 goto out;
@@ -549,13 +537,13 @@ int announce_publish(struct announce *a, const uint8_t *der, size_t len, int64_t
                 goto out;
         blob = blob_new(der, len, ann->kind, now);
         if (!blob) {
-                k = fail(why, -ENOMEM, "out of memory");
+                k = log_reason(why, -ENOMEM, "out of memory");
                 goto out;
         }
         snprintf(name, sizeof name, "%s.der", cmp_ann_kind_name(ann->kind));
         k = write_atomic(a->ann_dir, name, der, len);
         if (k < 0) {
-                k = fail(why, -EIO, "cannot write %s/%s: %s", a->ann_dir, name, strerror(-k));
+                k = log_reason(why, -EIO, "cannot write %s/%s: %s", a->ann_dir, name, strerror(-k));
                 goto out;
         }
         if (ann->kind == CMP_ANN_CRLANN && (k = crls_take(a, ann, now, why)) < 0)

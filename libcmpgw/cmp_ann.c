@@ -24,6 +24,7 @@
 #include "cmp_asn1.h"
 #include "cmp_content.h"
 #include "cmp_protection.h"
+#include "log.h"
 
 /* ---- small helpers ---- */
 
@@ -417,18 +418,6 @@ int cmp_ann_load_trust(const char *path, X509_STORE **ret, char **why) {
         return 0;
 }
 
-/* OSSL_CMP's log callback has no user data: the daemon is single-threaded */
-static int fail(char **why, int k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **why, int k, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(why, fmt, ap) < 0)
-                *why = NULL;
-        va_end(ap);
-        return k;
-}
-
 static bool verify_chain(X509_STORE *trusted, X509 *x, STACK_OF(X509) *untrusted) {
         X509_STORE_CTX *sctx = X509_STORE_CTX_new();
         bool ok = false;
@@ -470,10 +459,10 @@ static int verify_crl(const struct cmp_ann_crl *c, X509_STORE *trusted, STACK_OF
         ERR_clear_error();
         if (ok)
                 return 0;
-        return fail(why, -EPERM, named ?
-                    "CRL %zu (issuer %s): its signature does not verify with a trusted issuer certificate" :
-                    "CRL %zu (issuer %s): no issuer certificate among the trust anchors or the extraCerts",
-                    index + 1, c->issuer);
+        return log_reason(why, -EPERM, named ?
+                          "CRL %zu (issuer %s): its signature does not verify with a trusted issuer certificate" :
+                          "CRL %zu (issuer %s): no issuer certificate among the trust anchors or the extraCerts",
+                          index + 1, c->issuer);
 }
 
 int cmp_ann_validate(const uint8_t *der, size_t len, const struct cmp_ann *a,
@@ -483,10 +472,11 @@ int cmp_ann_validate(const uint8_t *der, size_t len, const struct cmp_ann *a,
 
         *why = NULL;
         if (!trusted)
-                return fail(why, -EPERM, "no trust anchors for announcements are configured (announcements.trusted)");
+                return log_reason(why, -EPERM,
+                                  "no trust anchors for announcements are configured (announcements.trusted)");
         k = cmp_protection_verify(der, len, trusted, a->extra_certs, reason, sizeof reason);
         if (k < 0)
-                return fail(why, k, "%s", reason);
+                return log_reason(why, k, "%s", reason);
         for (size_t i = 0; i < a->n_crls && k == 0; i++)
                 k = verify_crl(&a->crls[i], trusted, a->extra_certs, i, why);
         return k;

@@ -16,6 +16,7 @@
 #include "cmp_content.h"
 #include "cmp_msg.h"
 #include "cmp_protection.h"
+#include "log.h"
 
 /* RFC 9483 §4.3 (id-it = 1.3.6.1.5.5.7.4): what the genm asks with, what
  * the genp answers with */
@@ -29,18 +30,6 @@ static const struct {
 
 const char *cmp_genm_kind_name(enum cmp_genm_kind kind) {
         return (unsigned) kind < _CMP_GENM_KIND_MAX ? kinds[kind].name : "?";
-}
-
-static int fail(char **why, int k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **why, int k, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(why, fmt, ap) < 0)
-                *why = NULL;
-        va_end(ap);
-        ERR_clear_error();
-        return k;
 }
 
 /* ---- credentials ---- */
@@ -62,7 +51,7 @@ static int read_certs(const char *file, struct cmp_genm_creds *c, char **why) {
         X509 *x;
 
         if (!b)
-                return fail(why, -EINVAL, "cannot read %s: %s", file, strerror(errno));
+                return log_reason(why, -EINVAL, "cannot read %s: %s", file, strerror(errno));
         while ((x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL))) {
                 if (!c->cert) {
                         c->cert = x;
@@ -71,12 +60,12 @@ static int read_certs(const char *file, struct cmp_genm_creds *c, char **why) {
                 if (!sk_X509_push(c->chain, x)) {
                         X509_free(x);
                         BIO_free(b);
-                        return fail(why, -ENOMEM, "out of memory");
+                        return log_reason(why, -ENOMEM, "out of memory");
                 }
         }
         BIO_free(b);
         if (!c->cert)
-                return fail(why, -EINVAL, "%s holds no PEM certificate", file);
+                return log_reason(why, -EINVAL, "%s holds no PEM certificate", file);
         return 0;
 }
 
@@ -90,6 +79,7 @@ int cmp_genm_creds_load(const char *cert_file, const char *key_file, struct cmp_
                 return -ENOMEM;
         if ((k = read_certs(cert_file, c, why)) < 0) {
                 cmp_genm_creds_clear(c);
+                ERR_clear_error();
                 return k;
         }
         b = BIO_new_file(key_file, "r");
@@ -97,9 +87,10 @@ int cmp_genm_creds_load(const char *cert_file, const char *key_file, struct cmp_
                 c->key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
         BIO_free(b);
         if (!c->key)
-                k = fail(why, -EINVAL, "cannot read an unencrypted PEM private key from %s", key_file);
+                k = log_reason(why, -EINVAL, "cannot read an unencrypted PEM private key from %s", key_file);
         else if (X509_check_private_key(c->cert, c->key) != 1)
-                k = fail(why, -EINVAL, "the key in %s does not belong to the certificate in %s", key_file, cert_file);
+                k = log_reason(why, -EINVAL, "the key in %s does not belong to the certificate in %s",
+                               key_file, cert_file);
         if (k < 0)
                 cmp_genm_creds_clear(c);
         ERR_clear_error();
@@ -200,7 +191,7 @@ int cmp_genm_build(const struct cmp_genm_creds *creds, const struct cmp_genm_arg
 
         *why = NULL;
         if ((unsigned) args->kind >= _CMP_GENM_KIND_MAX || (args->kind == CMP_GENM_CRLS && args->n_crls == 0))
-                return fail(why, -EINVAL, "nothing to ask for");
+                return log_reason(why, -EINVAL, "nothing to ask for");
         ctx = OSSL_CMP_CTX_new(NULL, NULL);
         if (!ctx)
                 return -ENOMEM;
@@ -211,20 +202,24 @@ int cmp_genm_build(const struct cmp_genm_creds *creds, const struct cmp_genm_arg
             !OSSL_CMP_CTX_set_transfer_cb(ctx, keep_request) || !OSSL_CMP_CTX_set_transfer_cb_arg(ctx, &kept) ||
             !(itav = request_itav(args))) {
                 OSSL_CMP_CTX_free(ctx);
-                return fail(why, -ENOMEM, "cannot set up the genm");
+                ERR_clear_error();
+                return log_reason(why, -ENOMEM, "cannot set up the genm");
         }
         if (!OSSL_CMP_CTX_push0_genm_ITAV(ctx, itav)) {
                 OSSL_CMP_ITAV_free(itav);
                 OSSL_CMP_CTX_free(ctx);
-                return fail(why, -ENOMEM, "cannot set up the genm");
+                ERR_clear_error();
+                return log_reason(why, -ENOMEM, "cannot set up the genm");
         }
         none = OSSL_CMP_exec_GENM_ses(ctx);     /* stops at keep_request() */
         sk_OSSL_CMP_ITAV_pop_free(none, OSSL_CMP_ITAV_free);
         OSSL_CMP_CTX_free(ctx);
         if (!kept.der || kept.len <= 0) {
                 unsigned long e = ERR_peek_last_error();
-                return fail(why, -EINVAL, "OpenSSL cannot make the genm: %s",
-                            e ? ERR_reason_error_string(e) : "no reason given");
+                log_reason(why, -EINVAL, "OpenSSL cannot make the genm: %s",
+                           e ? ERR_reason_error_string(e) : "no reason given");
+                ERR_clear_error();
+                return -EINVAL;
         }
         ERR_clear_error();
         *der = kept.der;
@@ -269,7 +264,7 @@ static int error_body(const uint8_t *der, size_t len, char **why) {
 
         if (cmp_content_parse(der, len, &c) == 0)
                 detail = cmp_content_status_detail(c);
-        k = fail(why, -EPROTO, "the server answered with an error message: %s", detail ? detail : "(unreadable)");
+        k = log_reason(why, -EPROTO, "the server answered with an error message: %s", detail ? detail : "(unreadable)");
         free(detail);
         cmp_content_free(c);
         return k;
@@ -282,24 +277,25 @@ static int check_protection(const uint8_t *der, size_t len, X509_STORE *trusted,
 
         switch (cmp_protection_kind(der, len)) {
         case CMP_PROT_NONE:
-                return fail(why, -EPERM, "the genp is not protected");
+                return log_reason(why, -EPERM, "the genp is not protected");
         case CMP_PROT_MAC:
-                return fail(why, -EPERM, "the genp is MAC-protected; the gateway shares no secret with the "
-                            "server and takes signatures only");
+                return log_reason(why, -EPERM, "the genp is MAC-protected; the gateway shares no secret with the "
+                                  "server and takes signatures only");
         case CMP_PROT_SIGNATURE:
                 k = cmp_protection_verify(der, len, trusted, NULL, reason, sizeof reason);
-                return k < 0 ? fail(why, k, "%s", reason) : 0;
+                return k < 0 ? log_reason(why, k, "%s", reason) : 0;
         default:
-                return fail(why, -EBADMSG, "not a PKIMessage");
+                return log_reason(why, -EBADMSG, "not a PKIMessage");
         }
 }
 
 /* The header must answer the genm's (RFC 4210 §5.1.1) */
 static int check_header(const CMPGW_MSG *genm, const CMPGW_MSG *m, char **why) {
         if (!same_octets(m->header->transaction_id, genm->header->transaction_id))
-                return fail(why, -EBADMSG, "its transactionID is not the genm's (RFC 4210 section 5.1.1)");
+                return log_reason(why, -EBADMSG, "its transactionID is not the genm's (RFC 4210 section 5.1.1)");
         if (!same_octets(m->header->recip_nonce, genm->header->sender_nonce))
-                return fail(why, -EBADMSG, "its recipNonce is not the genm's senderNonce (RFC 4210 section 5.1.1)");
+                return log_reason(why, -EBADMSG,
+                                  "its recipNonce is not the genm's senderNonce (RFC 4210 section 5.1.1)");
         return 0;
 }
 
@@ -349,15 +345,15 @@ static int read_content(const CMPGW_MSG *m, enum cmp_genm_kind kind, struct cmp_
                 if (OBJ_cmp(sk_CMPGW_ITAV_value(itavs, i)->type, want) == 0)
                         found = sk_CMPGW_ITAV_value(itavs, i);
         if (!itavs)
-                k = fail(why, -EBADMSG, "its GenRepContent does not decode");
+                k = log_reason(why, -EBADMSG, "its GenRepContent does not decode");
         else if (!found)
-                k = fail(why, -EBADMSG, "it carries no InfoTypeAndValue %s (RFC 9483 section %s)",
-                         kinds[kind].answer, kinds[kind].section);
+                k = log_reason(why, -EBADMSG, "it carries no InfoTypeAndValue %s (RFC 9483 section %s)",
+                               kinds[kind].answer, kinds[kind].section);
         else if (!found->value)
                 p->absent = true;       /* nothing (newer) to give */
         else if (found->value->type != V_ASN1_SEQUENCE || take_value(kind, found->value->value.sequence, p) < 0)
-                k = fail(why, -EBADMSG, "the value of %s does not decode (RFC 9483 section %s)",
-                         kinds[kind].answer, kinds[kind].section);
+                k = log_reason(why, -EBADMSG, "the value of %s does not decode (RFC 9483 section %s)",
+                               kinds[kind].answer, kinds[kind].section);
         ASN1_item_free((ASN1_VALUE *) itavs, ASN1_ITEM_rptr(CMPGW_GENMSG));
         ASN1_OBJECT_free(want);
         return k;
@@ -371,13 +367,13 @@ int cmp_genp_read(const uint8_t *genm, size_t genm_len, const uint8_t *der, size
         *why = NULL;
         memset(p, 0, sizeof *p);
         if (!q || (unsigned) kind >= _CMP_GENM_KIND_MAX)
-                k = fail(why, -EINVAL, "no genm to compare with");
+                k = log_reason(why, -EINVAL, "no genm to compare with");
         else if (!m)
-                k = fail(why, -EBADMSG, "not one DER PKIMessage");
+                k = log_reason(why, -EBADMSG, "not one DER PKIMessage");
         else if (m->body->type == CMP_BODY_ERROR)
                 k = error_body(der, len, why);
         else if (m->body->type != CMP_BODY_GENP)
-                k = fail(why, -EBADMSG, "a %s PKIMessage, not a genp", cmp_body_name(m->body->type));
+                k = log_reason(why, -EBADMSG, "a %s PKIMessage, not a genp", cmp_body_name(m->body->type));
         else if ((k = check_protection(der, len, trusted, why)) >= 0 && (k = check_header(q, m, why)) >= 0 &&
                  (k = read_content(m, kind, p, why)) >= 0) {
                 p->extra_certs = m->extra_certs;

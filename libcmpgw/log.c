@@ -36,6 +36,18 @@ void log_msg(enum log_level level, const char *fmt, ...) {
         va_end(ap);
 }
 
+int log_reason(char **why, int k, const char *fmt, ...) {
+        va_list ap;
+
+        if (!why)
+                return k;
+        va_start(ap, fmt);
+        if (vasprintf(why, fmt, ap) < 0)
+                *why = NULL;
+        va_end(ap);
+        return k;
+}
+
 static int openssl_err_line(const char *str, size_t len, void *u) {
         enum log_level *level = u;
 

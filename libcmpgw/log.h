@@ -27,6 +27,12 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 int log_openssl(enum log_level level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
+/* The reason an error return carries to its caller: *why = the formatted
+ * text (malloc'd; NULL when out of memory; nothing when why is NULL).
+ * Returns k, so that `return log_reason(why, -EINVAL, ...)` is one step. */
+int log_reason(char **why, int k, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* At most LOG_RATELIMIT_BURST lines per LOG_RATELIMIT_SEC for one kind of
  * event a network peer can cause (floods must not flood the journal). */
 #define LOG_RATELIMIT_BURST 10

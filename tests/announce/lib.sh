@@ -18,6 +18,9 @@
 #   announce NAME FILE       cmpgwctl announce FILE (ctl NAME ...)
 #   signal_count NAME        how many signals NAME the monitor printed
 #   wait_file_size FILE N SECS   until FILE holds >= N bytes
+#   enrol_node CN            ir through the gateway with the mock CA's secret
+#                            (it issues ee.pem), until DeviceEnrolled; DEV is
+#                            the device's id (start_monitor first)
 #
 # The announcements are made by mkann.py, an independent implementation of
 # RFC 4210's announcement messages: it stands in for a CA that publishes
@@ -85,6 +88,15 @@ wait_file_size() {
                 sleep 0.1
         done
         return 1
+}
+
+enrol_node() {
+        local n=$(($(signal_count DeviceEnrolled) + 1))
+        timeout 60 "$CMPCOAP" ir --server "$GW_URI/.well-known/cmp" --ref "$CA_REF" --secret "$CA_SECRET" \
+                --newkey "$PKI/ee.key" --subject "/CN=$1" --certout "$T/$1.pem" >"$T/ir-$1.log" 2>&1 ||
+                { cat "$T/ir-$1.log" >&2; fail "ir of $1 failed"; }
+        wait_signal DeviceEnrolled "$n"
+        DEV=$(json_get "$T/signal.json" 'j["id"]')
 }
 
 # same_hex A B: case-insensitive hex serials, leading zeros ignored

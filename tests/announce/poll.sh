@@ -140,11 +140,7 @@ expect_rc anns0 0
 json_check "no announcement yet" "$T/anns0.out" 'assert j == [], j'
 
 step "enrol a device through the gateway (the mock CA issues ee.pem, serial $EE_SERIAL)"
-timeout 60 "$CMPCOAP" ir --server "$GW_URI/.well-known/cmp" --ref "$CA_REF" --secret "$CA_SECRET" \
-        --newkey "$PKI/ee.key" --subject /CN=node1 --certout "$T/node1.pem" >"$T/ir.log" 2>&1 ||
-        { cat "$T/ir.log" >&2; fail "ir failed"; }
-wait_signal DeviceEnrolled 1
-DEV=$(json_get "$T/signal.json" 'j["id"]')
+enrol_node node1
 
 step "caCerts names the issuing and the root CA: two CANNs, CaCertificateAnnounced twice"
 cat "$PKI/ica.pem" "$PKI/root.pem" >"$T/cacerts.pem"
@@ -322,10 +318,11 @@ bad what "c['upstreams'][0]['poll'] = {'certificate': '/c.pem', 'private_key': '
 # a certificate that does not chain to announcements.trusted stops the start
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/rogue.key" \
         -subj "/O=cmpgw test/CN=rogue" -days 30 -out "$T/rogue.pem" >/dev/null 2>&1
+mkdir -p "$T/rogue"
 SAVED_PORT=$GW_PORT
 GW_PORT=$(free_port udp)
 write_ann_config "$T/rogue.json" "
-c['registry']['path'] = '$T/rogue.db'
+c['registry']['path'] = '$T/rogue/registry.db'
 c['dbus'] = {'bus': 'none'}
 c['upstreams'][0]['poll'] = {'certificate': '$T/rogue.pem', 'private_key': '$T/rogue.key'}"
 GW_PORT=$SAVED_PORT

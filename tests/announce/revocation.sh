@@ -24,11 +24,7 @@ start_monitor
 EE_SERIAL=$(cert_serial "$PKI/ee.pem")          # 3001
 
 step "enrol a device through the gateway (the CA issues ee.pem)"
-timeout 60 "$CMPCOAP" ir --server "$GW_URI/.well-known/cmp" --ref "$CA_REF" --secret "$CA_SECRET" \
-        --newkey "$PKI/ee.key" --subject /CN=node1 --certout "$T/node1.pem" >"$T/ir.log" 2>&1 ||
-        { cat "$T/ir.log" >&2; fail "ir failed"; }
-wait_signal DeviceEnrolled 1
-DEV=$(json_get "$T/signal.json" 'j["id"]')
+enrol_node node1
 ctl dev0 --json device "$DEV"
 expect_rc dev0 0
 json_check "device enrolled" "$T/dev0.out" 'assert j["state"] == "enrolled", j'
