@@ -34,6 +34,7 @@
 
 #include "cmp_asn1.h"
 #include "cmp_msg.h"
+#include "dn_text.h"
 #include "coap_transfer.h"
 
 #ifndef CMPGW_VERSION
@@ -630,60 +631,14 @@ static X509_REQ *load_csr(const char *path) {
         return csr;
 }
 
-/* Adds one "type=value" with '\' escapes; set -1 joins the previous RDN. */
-static int add_dn_entry(X509_NAME *name, char *type, char *value, int set) {
-        if (!*value)
-                return 0;       /* like openssl: an empty value is skipped */
-        return X509_NAME_add_entry_by_txt(name, type, MBSTRING_UTF8, (unsigned char *) value, -1, -1, set)
-                ? 0 : -1;
-}
-
-/* "/CN=x/O=y+OU=z" (openssl's -subject form) */
+/* "/CN=x/O=y+OU=z" (openssl's -subject form) or RFC 4514 "O=y+OU=z,CN=x" */
 static X509_NAME *parse_dn(const char *option, const char *text) {
-        size_t size = strlen(text) + 1;
-        char *type = malloc(size), *value = malloc(size);
-        X509_NAME *name = X509_NAME_new();
-        const char *p = text + 1;
-        int set = 0;
+        char why[512];
+        X509_NAME *name = dn_text_parse(text, why, sizeof why);
 
-        if (!type || !value || !name)
-                goto fail;
-        if (text[0] != '/') {
-                fprintf(stderr, PROG ": --%s: '%s' must start with '/' (e.g. /CN=node1/O=Example)\n", option, text);
-                goto fail;
-        }
-        while (*p) {
-                size_t t = 0, v = 0;
-
-                while (*p && *p != '=' && *p != '/' && *p != '+')
-                        type[t++] = *p++;
-                type[t] = '\0';
-                if (*p != '=' || t == 0) {
-                        fprintf(stderr, PROG ": --%s: '%s': expected TYPE=VALUE at '%s'\n", option, text, type);
-                        goto fail;
-                }
-                for (p++; *p && *p != '/' && *p != '+'; p++) {
-                        if (*p == '\\' && p[1])
-                                p++;
-                        value[v++] = *p;
-                }
-                value[v] = '\0';
-                if (add_dn_entry(name, type, value, set) < 0) {
-                        fprintf(stderr, PROG ": --%s: unknown attribute type '%s' or bad value\n", option, type);
-                        goto fail;
-                }
-                set = *p == '+' ? -1 : 0;
-                if (*p)
-                        p++;
-        }
-        free(type);
-        free(value);
+        if (!name)
+                fprintf(stderr, PROG ": --%s: %s\n", option, why);
         return name;
-fail:
-        free(type);
-        free(value);
-        X509_NAME_free(name);
-        return NULL;
 }
 
 /* ---- context setup ------------------------------------------------------ */
