@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/asn1t.h>
@@ -11,19 +12,75 @@
 #include <openssl/err.h>
 
 #include "cmp_asn1.h"
+#include "cmp_content.h"
+
+static CMPGW_MSG *msg_decode(const uint8_t *der, size_t len) {
+        const unsigned char *p = der;
+
+        return (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
+}
+
+static void msg_free(CMPGW_MSG *m) {
+        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
+}
+
+static enum cmp_protection kind_of(const CMPGW_MSG *m) {
+        const X509_ALGOR *alg;
+
+        if (!m || !m->header)
+                return CMP_PROT_INVALID;
+        alg = m->header->protection_alg;
+        return !alg ? CMP_PROT_NONE :
+               OBJ_obj2nid(alg->algorithm) == NID_id_PasswordBasedMAC ? CMP_PROT_MAC : CMP_PROT_SIGNATURE;
+}
 
 enum cmp_protection cmp_protection_kind(const uint8_t *der, size_t len) {
-        const unsigned char *p = der;
-        CMPGW_MSG *m = (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
-        enum cmp_protection k = CMP_PROT_INVALID;
+        CMPGW_MSG *m = msg_decode(der, len);
+        enum cmp_protection k = kind_of(m);
 
-        if (m && m->header) {
-                const X509_ALGOR *alg = m->header->protection_alg;
-                k = !alg ? CMP_PROT_NONE :
-                    OBJ_obj2nid(alg->algorithm) == NID_id_PasswordBasedMAC ? CMP_PROT_MAC : CMP_PROT_SIGNATURE;
-        }
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
+        msg_free(m);
         return k;
+}
+
+/* a directoryName other than the NULL-DN (RFC 4210 §5.1.1), RFC 2253 */
+static int sender_name(const GENERAL_NAME *gn, char **ret) {
+        *ret = NULL;
+        if (!gn || gn->type != GEN_DIRNAME || X509_NAME_entry_count(gn->d.directoryName) == 0)
+                return 0;
+        *ret = cmp_name_rfc2253(gn->d.directoryName);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int cmp_protector_get(const uint8_t *der, size_t len, struct cmp_protector *ret) {
+        CMPGW_MSG *m = msg_decode(der, len);
+        const ASN1_OCTET_STRING *kid;
+        int k;
+
+        *ret = (struct cmp_protector) { .kind = kind_of(m) };
+        if (ret->kind == CMP_PROT_INVALID) {
+                msg_free(m);
+                return -EBADMSG;
+        }
+        k = sender_name(m->header->sender, &ret->sender);
+        kid = m->header->sender_kid;
+        if (k == 0 && kid) {
+                ret->sender_kid_len = (size_t) ASN1_STRING_length(kid);
+                ret->sender_kid = malloc(ret->sender_kid_len + 1);
+                if (ret->sender_kid)
+                        memcpy(ret->sender_kid, ASN1_STRING_get0_data(kid), ret->sender_kid_len);
+                else
+                        k = -ENOMEM;
+        }
+        msg_free(m);
+        if (k < 0)
+                cmp_protector_clear(ret);
+        return k;
+}
+
+void cmp_protector_clear(struct cmp_protector *p) {
+        free(p->sender);
+        free(p->sender_kid);
+        *p = (struct cmp_protector) { .kind = CMP_PROT_INVALID };
 }
 
 static char log_buf[512];
@@ -62,15 +119,14 @@ static void openssl_errors(char *buf, size_t size) {
  * certificates, not the message's own extraCerts (and has no getter for
  * them): our template reads them. */
 static STACK_OF(X509) *extra_certs_of(const uint8_t *der, size_t len) {
-        const unsigned char *p = der;
-        CMPGW_MSG *m = (CMPGW_MSG *) ASN1_item_d2i(NULL, &p, (long) len, ASN1_ITEM_rptr(CMPGW_MSG));
+        CMPGW_MSG *m = msg_decode(der, len);
         STACK_OF(X509) *certs = NULL;
 
         if (m) {
                 certs = m->extra_certs;
                 m->extra_certs = NULL;
         }
-        ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG));
+        msg_free(m);
         return certs;
 }
 
