@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "cmp_path.h"
+#include "dn_text.h"
 
 struct parser {
         const char *source;     /* file name for messages */
@@ -92,6 +93,23 @@ static int get_bool(struct parser *p, const char *key, struct json_object *v, bo
                 return fail(p, key, "expected true or false");
         *ret = json_object_get_boolean(v);
         return 0;
+}
+
+static int get_admission(struct parser *p, const char *key, struct json_object *v, enum cmpgw_admission *ret) {
+        const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+
+        if (s && strcmp(s, "open") == 0)
+                *ret = ADMISSION_OPEN;
+        else if (s && strcmp(s, "registered") == 0)
+                *ret = ADMISSION_REGISTERED;
+        else
+                return fail(p, key, "%s%s%sexpected \"open\" or \"registered\"",
+                            s ? "\"" : "", s ? s : "", s ? "\": " : "");
+        return 0;
+}
+
+const char *config_admission_name(enum cmpgw_admission a) {
+        return a == ADMISSION_REGISTERED ? "registered" : "open";
 }
 
 const char *config_scheme_name(enum cmpgw_scheme s) {
@@ -203,9 +221,56 @@ static int parse_listen_dtls(struct parser *p, const char *where, struct json_ob
         return 0;
 }
 
+/* "relays": PSK identities or client certificate subjects; an entry that
+ * reads as a distinguished name also matches the subject however spelt */
+static int parse_relays(struct parser *p, const char *key, struct json_object *v, struct cmpgw_listen *l) {
+        char why[512];
+        size_t n;
+
+        if (l->scheme != SCHEME_COAPS)
+                return fail(p, key, "relays are DTLS identities: they belong to coaps:// listeners only");
+        if (!json_object_is_type(v, json_type_array))
+                return fail(p, key, "expected an array of PSK identities or client certificate subjects, "
+                            "e.g. [\"gw-hall-2\", \"CN=gw-hall-3,O=Example\"]");
+        n = json_object_array_length(v);
+        l->relays = calloc(n ? n : 1, sizeof *l->relays);
+        if (!l->relays)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(v, i);
+                struct cmpgw_relay *r = &l->relays[l->n_relays];
+
+                if (!json_object_is_type(e, json_type_string) || !json_object_get_string(e)[0])
+                        return fail(p, key, "element %zu: expected a PSK identity or a subject", i);
+                r->identity = strdup(json_object_get_string(e));
+                if (!r->identity)
+                        return -ENOMEM;
+                l->n_relays++;
+                if (strchr(r->identity, '='))
+                        r->subject = dn_text_canonical(r->identity, why, sizeof why);
+        }
+        return 0;
+}
+
+static int parse_listen_admission(struct parser *p, const char *where, struct json_object *o,
+                                  struct cmpgw_listen *l) {
+        struct json_object *v;
+        char key[96];
+        int r;
+
+        snprintf(key, sizeof key, "%s.admission", where);
+        if (json_object_object_get_ex(o, "admission", &v) && (r = get_admission(p, key, v, &l->admission)) < 0)
+                return r;
+        snprintf(key, sizeof key, "%s.relays", where);
+        if (json_object_object_get_ex(o, "relays", &v) && (r = parse_relays(p, key, v, l)) < 0)
+                return r;
+        return 0;
+}
+
 static int parse_listen(struct parser *p, int i, struct json_object *o, struct cmpgw_listen *l) {
         static const char *const keys[] = {
-                "uri", "psk_file", "certificate", "private_key", "client_ca", "client_certificate", NULL };
+                "uri", "psk_file", "certificate", "private_key", "client_ca", "client_certificate",
+                "admission", "relays", NULL };
         struct json_object *v;
         const char *rest;
         char where[64], key[96];
@@ -230,7 +295,9 @@ static int parse_listen(struct parser *p, int i, struct json_object *o, struct c
                             l->uri, config_scheme_name(l->scheme));
         if (!has_port)  /* RFC 9482 §2.2: default ports */
                 l->port = l->scheme == SCHEME_COAP ? 5683 : 5684;
-        return parse_listen_dtls(p, where, o, l);
+        if ((r = parse_listen_dtls(p, where, o, l)) < 0)
+                return r;
+        return parse_listen_admission(p, where, o, l);
 }
 
 static int parse_labels(struct parser *p, const char *where, struct json_object *v,
@@ -678,6 +745,41 @@ static int parse_limits(struct parser *p, struct json_object *o, struct cmpgw_co
         return 0;
 }
 
+static int parse_admission(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
+        static const char *const keys[] = { "labels", NULL };
+        struct json_object *labels;
+        char key[32 + CMP_LABEL_MAX];
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return fail(p, "admission", "expected an object like {\"labels\": {\"factory\": \"registered\"}}");
+        if ((r = check_keys(p, "admission", o, keys)) < 0)
+                return r;
+        if (!json_object_object_get_ex(o, "labels", &labels))
+                return 0;
+        if (!json_object_is_type(labels, json_type_object))
+                return fail(p, "admission.labels", "expected an object from labels to \"open\" or \"registered\", "
+                            "e.g. {\"factory\": \"registered\"}");
+        c->label_admission = calloc((size_t) json_object_object_length(labels) + 1, sizeof *c->label_admission);
+        if (!c->label_admission)
+                return -ENOMEM;
+        json_object_object_foreach(labels, label, v) {
+                struct cmpgw_label_admission *a = &c->label_admission[c->n_label_admission];
+
+                if (!cmp_label_valid(label, strlen(label)))
+                        return fail(p, "admission.labels", "\"%.80s\": a label is 1 to %d characters of "
+                                    "A-Z a-z 0-9 - . _ ~ and not \".\" or \"..\"", label, CMP_LABEL_MAX);
+                snprintf(key, sizeof key, "admission.labels.%s", label);
+                if ((r = get_admission(p, key, v, &a->admission)) < 0)
+                        return r;
+                a->label = strdup(label);
+                if (!a->label)
+                        return -ENOMEM;
+                c->n_label_admission++;
+        }
+        return 0;
+}
+
 static int check_routes(struct parser *p, struct cmpgw_config *c) {
         size_t n_default = 0;
 
@@ -707,7 +809,7 @@ static int check_routes(struct parser *p, struct cmpgw_config *c) {
 
 static int parse_root(struct parser *p, struct json_object *root, struct cmpgw_config *c) {
         static const char *const keys[] = {
-                "listen", "upstreams", "coap", "registry", "dbus", "announcements", "limits", NULL };
+                "listen", "upstreams", "coap", "registry", "dbus", "announcements", "limits", "admission", NULL };
         struct json_object *v;
         int r;
 
@@ -730,6 +832,8 @@ static int parse_root(struct parser *p, struct json_object *root, struct cmpgw_c
         if (json_object_object_get_ex(root, "announcements", &v) && (r = parse_announcements(p, v, c)) < 0)
                 return r;
         if (json_object_object_get_ex(root, "limits", &v) && (r = parse_limits(p, v, c)) < 0)
+                return r;
+        if (json_object_object_get_ex(root, "admission", &v) && (r = parse_admission(p, v, c)) < 0)
                 return r;
         if (c->limit_buffered < c->max_message_size)
                 return fail(p, "limits.buffered_bytes", "%llu is smaller than coap.max_message_size (%zu): "
@@ -869,8 +973,16 @@ void config_free(struct cmpgw_config *c) {
                 free(c->listen[i].certificate);
                 free(c->listen[i].private_key);
                 free(c->listen[i].client_ca);
+                for (size_t j = 0; j < c->listen[i].n_relays; j++) {
+                        free(c->listen[i].relays[j].identity);
+                        free(c->listen[i].relays[j].subject);
+                }
+                free(c->listen[i].relays);
         }
         free(c->listen);
+        for (size_t i = 0; i < c->n_label_admission; i++)
+                free(c->label_admission[i].label);
+        free(c->label_admission);
         for (size_t i = 0; i < c->n_upstreams; i++) {
                 struct cmpgw_upstream *u = &c->upstreams[i];
                 free(u->name);
@@ -920,4 +1032,23 @@ const struct cmpgw_upstream *config_route_host(const struct cmpgw_config *c, con
         if (!def && c->n_upstreams == 1 && !c->upstreams[0].default_given)
                 def = &c->upstreams[0];
         return def;
+}
+
+enum cmpgw_admission config_label_admission(const struct cmpgw_config *c, const char *label) {
+        for (size_t i = 0; label && *label && i < c->n_label_admission; i++)
+                if (strcmp(c->label_admission[i].label, label) == 0)
+                        return c->label_admission[i].admission;
+        return ADMISSION_OPEN;
+}
+
+bool config_listen_is_relay(const struct cmpgw_listen *l, const char *psk_identity, const char *client_subject) {
+        for (size_t i = 0; i < l->n_relays; i++) {
+                const struct cmpgw_relay *r = &l->relays[i];
+
+                if (psk_identity && *psk_identity && strcmp(r->identity, psk_identity) == 0)
+                        return true;
+                if (client_subject && *client_subject && r->subject && strcmp(r->subject, client_subject) == 0)
+                        return true;
+        }
+        return false;
 }

@@ -23,6 +23,24 @@ enum cmpgw_client_cert {
         CLIENT_CERT_REQUIRED,           /* certificate handshakes without one fail */
 };
 
+/* Who may send requests (issue 5; cmpgw.json(5) "admission") */
+enum cmpgw_admission {
+        ADMISSION_OPEN,                 /* anyone */
+        ADMISSION_REGISTERED,           /* identities added with cmpgwctl device add */
+};
+
+/* A gateway or RA downstream that forwards other nodes' messages: its
+ * requests are not bound to its DTLS identity. */
+struct cmpgw_relay {
+        char *identity;                 /* as configured: a PSK identity or a subject */
+        char *subject;                  /* the same as a canonical RFC 2253 name, or NULL */
+};
+
+struct cmpgw_label_admission {
+        char *label;
+        enum cmpgw_admission admission;
+};
+
 struct cmpgw_listen {
         char *uri;                      /* as configured */
         enum cmpgw_scheme scheme;       /* coap or coaps */
@@ -36,6 +54,10 @@ struct cmpgw_listen {
         char *private_key;              /* "private_key": PEM, unencrypted */
         char *client_ca;                /* "client_ca": PEM trust anchors for client certificates */
         enum cmpgw_client_cert client_certificate;      /* default optional with client_ca, else none */
+
+        enum cmpgw_admission admission; /* "admission": "open" (default) or "registered" */
+        struct cmpgw_relay *relays;     /* "relays" (coaps only): DTLS identities of relays */
+        size_t n_relays;
 };
 
 /* What an http(s) upstream is polled for with genm (RFC 9483 §4.3) */
@@ -106,6 +128,9 @@ struct cmpgw_config {
         uint32_t limit_in_flight;       /* "in_flight_per_peer": transactions upstream at once; default 16 */
         uint64_t limit_buffered;        /* "buffered_bytes": all incomplete Block1 transfers; default 8 MiB */
         uint64_t watchdog_usec;         /* not configured: from $WATCHDOG_USEC */
+        /* "admission": {"labels": {"LABEL": "open"|"registered"}} */
+        struct cmpgw_label_admission *label_admission;
+        size_t n_label_admission;
 };
 
 /* Load and validate. On error returns negative errno and, when err is
@@ -125,3 +150,10 @@ const struct cmpgw_upstream *config_route_host(const struct cmpgw_config *c, con
                                                const char *host);
 
 const char *config_scheme_name(enum cmpgw_scheme s);
+const char *config_admission_name(enum cmpgw_admission a);     /* "open", "registered" */
+
+/* The policy "admission.labels" gives /p/<label> (open when none). */
+enum cmpgw_admission config_label_admission(const struct cmpgw_config *c, const char *label);
+/* Is the DTLS identity (PSK identity or client certificate subject, RFC
+ * 2253; NULL or "" when none) one of the listener's relays? */
+bool config_listen_is_relay(const struct cmpgw_listen *l, const char *psk_identity, const char *client_subject);

@@ -285,7 +285,66 @@ static void test_coaps(void) {
         expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1:0\",\"psk_file\":\"/p\"}]" UP,
                      "listen[0].uri: \"coaps://127.0.0.1:0\": expected coaps://HOST[:PORT]");
 }
+
+/* issue 5: "admission" per listener and per label, relays on coaps listeners */
+#define UPS ",\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}]"
+static void test_admission(void) {
+        struct cmpgw_config *c;
+
+        c = load_ok(minimal);
+        if (c) {
+                CHECK_INT(c->listen[0].admission, ADMISSION_OPEN);      /* the default */
+                CHECK_INT(config_label_admission(c, "factory"), ADMISSION_OPEN);
+                CHECK_INT(config_label_admission(c, ""), ADMISSION_OPEN);
+                config_free(c);
+        }
+        c = load_ok("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"admission\":\"registered\"},"
+                    "{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":\"/p\",\"admission\":\"open\","
+                    "\"relays\":[\"gw-2\",\"/O=Example/CN=gw 3\",\"CN=x\\\\\"]}]" UPS
+                    ",\"admission\":{\"labels\":{\"factory\":\"registered\",\"lab\":\"open\"}}}");
+        if (c) {
+                CHECK_INT(c->listen[0].admission, ADMISSION_REGISTERED);
+                CHECK_INT(c->listen[1].admission, ADMISSION_OPEN);
+                CHECK_INT(c->listen[1].n_relays, 3);
+                CHECK_STR(c->listen[1].relays[0].identity, "gw-2");
+                CHECK(c->listen[1].relays[0].subject == NULL);
+                CHECK_STR(c->listen[1].relays[1].subject, "CN=gw 3,O=Example");
+                CHECK(c->listen[1].relays[2].subject == NULL);  /* not a name: a PSK identity only */
+                CHECK(config_listen_is_relay(&c->listen[1], "gw-2", NULL));
+                CHECK(config_listen_is_relay(&c->listen[1], NULL, "CN=gw 3,O=Example"));
+                CHECK(config_listen_is_relay(&c->listen[1], "CN=x\\", NULL));
+                CHECK(!config_listen_is_relay(&c->listen[1], "gw-3", NULL));
+                CHECK(!config_listen_is_relay(&c->listen[1], NULL, "gw-2"));
+                CHECK(!config_listen_is_relay(&c->listen[0], "gw-2", NULL));
+                CHECK_INT(config_label_admission(c, "factory"), ADMISSION_REGISTERED);
+                CHECK_INT(config_label_admission(c, "lab"), ADMISSION_OPEN);
+                CHECK_INT(config_label_admission(c, "other"), ADMISSION_OPEN);
+                CHECK_STR(config_admission_name(ADMISSION_REGISTERED), "registered");
+                config_free(c);
+        }
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"admission\":\"closed\"}]" UP,
+                     "listen[0].admission: \"closed\": expected \"open\" or \"registered\"");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"admission\":true}]" UP,
+                     "listen[0].admission: expected \"open\" or \"registered\"");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\",\"relays\":[\"gw\"]}]" UP,
+                     "listen[0].relays: relays are DTLS identities: they belong to coaps:// listeners only");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":\"/p\",\"relays\":\"gw\"}]" UP,
+                     "listen[0].relays: expected an array");
+        expect_error("{\"listen\":[{\"uri\":\"coaps://127.0.0.1\",\"psk_file\":\"/p\",\"relays\":[\"\"]}]" UP,
+                     "listen[0].relays: element 0: expected a PSK identity or a subject");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}]" UPS ",\"admission\":\"registered\"}",
+                     "admission: expected an object like {\"labels\"");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}]" UPS ",\"admission\":{\"label\":{}}}",
+                     "admission.label: unknown key");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}]" UPS ",\"admission\":{\"labels\":[\"x\"]}}",
+                     "admission.labels: expected an object from labels");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}]" UPS ",\"admission\":{\"labels\":{\"a/b\":\"open\"}}}",
+                     "admission.labels: \"a/b\": a label is 1 to 64 characters");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}]" UPS ",\"admission\":{\"labels\":{\"f\":\"reg\"}}}",
+                     "admission.labels.f: \"reg\": expected \"open\" or \"registered\"");
+}
 #undef UP
+#undef UPS
 
 /* "poll" (issue 4): http(s) upstreams only, every key checked, defaults */
 #define POLL_CFG(up, ann) "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}], \"upstreams\":[" up "]" ann "}"
@@ -346,5 +405,6 @@ int main(void) {
         test_file();
         test_coaps();
         test_poll();
+        test_admission();
         TEST_MAIN_END();
 }
