@@ -91,9 +91,27 @@ static int migrate_0_to_1(sqlite3 *db) {
         return sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
 }
 
-/* migrations[v] takes the schema from v to v+1; add v1→v2 here */
+/* v2 (issue 5): the identities the operator admitted (cmpgwctl device
+ * add). value is canonical: a PSK identity as is, a subject or sender in
+ * RFC 2253, a senderKID in hex (upper case); label '' admits on every
+ * path, else only on /p/<label>. */
+static const char schema_v2[] =
+        "CREATE TABLE admitted ("
+        " id INTEGER PRIMARY KEY,"
+        " kind TEXT NOT NULL,"                  /* psk-identity client-subject sender sender-kid */
+        " value TEXT NOT NULL,"
+        " label TEXT NOT NULL DEFAULT '',"
+        " added_at INTEGER NOT NULL);"
+        "CREATE UNIQUE INDEX admitted_identity ON admitted(kind, value, label);";
+
+static int migrate_1_to_2(sqlite3 *db) {
+        return sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
+}
+
+/* migrations[v] takes the schema from v to v+1; add v2→v3 here */
 static int (*const migrations[])(sqlite3 *db) = {
         migrate_0_to_1,
+        migrate_1_to_2,
 };
 #define SCHEMA_VERSION ((int) (sizeof migrations / sizeof migrations[0]))
 
@@ -106,6 +124,8 @@ static int (*const migrations[])(sqlite3 *db) = {
         " (SELECT p.serial FROM certificates p WHERE p.replaced_by = c.id ORDER BY p.id DESC LIMIT 1)," \
         " d.revocation_reason FROM devices d LEFT JOIN certificates c ON c.id = d.cert_id "
 
+#define ADMITTED_SELECT "SELECT id, kind, value, label, added_at FROM admitted "
+
 enum {
         ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
         ST_DEV_BY_SUBJECT, ST_DEV_INSERT, ST_DEV_SEEN, ST_DEV_SET_CERT, ST_DEV_CONFIRM,
@@ -115,6 +135,7 @@ enum {
         ST_PEND_UPSERT, ST_PEND_GET, ST_PEND_DELETE, ST_PEND_DELETE_DEVICE, ST_PEND_STALE,
         ST_DUE_LIST, ST_NEXT_DUE,
         ST_GET_BY_ID, ST_GET_BY_SUBJECT, ST_LIST_ALL, ST_LIST_STATE, ST_COUNT_ALL, ST_COUNT_STATE,
+        ST_ADM_INSERT, ST_ADM_GET, ST_ADM_DELETE, ST_ADM_MATCH, ST_ADM_LIST, ST_ADM_COUNT,
         _ST_MAX,
 };
 
@@ -175,6 +196,13 @@ static const char *const statement_sql[_ST_MAX] = {
                           " ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY d.id",
         [ST_COUNT_ALL] = "SELECT count(*) FROM devices",
         [ST_COUNT_STATE] = "SELECT count(*) FROM devices WHERE state = ?1",
+        [ST_ADM_INSERT] = "INSERT OR IGNORE INTO admitted (kind, value, label, added_at) VALUES (?1, ?2, ?3, ?4)",
+        [ST_ADM_GET] = ADMITTED_SELECT "WHERE kind = ?1 AND value = ?2 AND label = ?3",
+        [ST_ADM_DELETE] = "DELETE FROM admitted WHERE kind = ?1 AND value = ?2 AND label = ?3",
+        /* the unique index answers it: (kind, value) with label '' or the request's */
+        [ST_ADM_MATCH] = "SELECT 1 FROM admitted WHERE kind = ?1 AND value = ?2 AND label IN ('', ?3) LIMIT 1",
+        [ST_ADM_LIST] = ADMITTED_SELECT "ORDER BY id LIMIT ?1 OFFSET ?2",
+        [ST_ADM_COUNT] = "SELECT count(*) FROM admitted",
 };
 
 /* an event, with its strings owned, until it is delivered after COMMIT */
@@ -1470,4 +1498,147 @@ out:
         free(state);
         k = end(r, k < 0 ? k : 0);
         return k < 0 ? k : changed;
+}
+
+/* ---- admitted identities (issue 5) ---- */
+
+static const char *const id_kind_names[_REG_ID_MAX] = {
+        [REG_ID_PSK_IDENTITY] = "psk-identity",
+        [REG_ID_CLIENT_SUBJECT] = "client-subject",
+        [REG_ID_SENDER] = "sender",
+        [REG_ID_SENDER_KID] = "sender-kid",
+};
+
+const char *registry_id_kind_name(enum registry_id_kind k) {
+        return k >= 0 && k < _REG_ID_MAX ? id_kind_names[k] : "?";
+}
+
+int registry_id_kind_from_name(const char *s) {
+        for (int k = 0; k < _REG_ID_MAX; k++)
+                if (strcmp(s, id_kind_names[k]) == 0)
+                        return k;
+        return -EINVAL;
+}
+
+static void bind_identity(sqlite3_stmt *s, enum registry_id_kind kind, const char *value, const char *label) {
+        bind_text(s, 1, registry_id_kind_name(kind));
+        bind_text(s, 2, value);
+        bind_text(s, 3, label ? label : "");
+}
+
+/* one row of ADMITTED_SELECT; an empty label is left out */
+static struct json_object *admitted_json(sqlite3_stmt *s) {
+        struct json_object *o = json_object_new_object();
+        const unsigned char *label = sqlite3_column_text(s, 3);
+
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "id", json_object_new_int64(sqlite3_column_int64(s, 0)));
+        add_text(o, "kind", s, 1);
+        add_text(o, "value", s, 2);
+        if (label && *label)
+                add_text(o, "label", s, 3);
+        add_time(o, "added_at", s, 4);
+        return o;
+}
+
+static int admitted_get(struct registry *r, enum registry_id_kind kind, const char *value, const char *label,
+                        struct json_object **entry) {
+        sqlite3_stmt *s = st(r, ST_ADM_GET);
+        int k;
+
+        bind_identity(s, kind, value, label);
+        k = row(r, s);
+        if (k > 0) {
+                *entry = admitted_json(s);
+                done(s);
+                k = *entry ? 1 : -ENOMEM;
+        }
+        return k;
+}
+
+int registry_admit(struct registry *r, enum registry_id_kind kind, const char *value, const char *label,
+                   uint64_t now, struct json_object **entry) {
+        sqlite3_stmt *s;
+        int k, added;
+
+        k = begin(r);
+        if (k < 0)
+                return k;
+        s = st(r, ST_ADM_INSERT);
+        bind_identity(s, kind, value, label);
+        sqlite3_bind_int64(s, 4, (int64_t) now);
+        k = run(r, s);
+        added = sqlite3_changes(r->db) > 0;
+        if (k >= 0 && entry)
+                k = admitted_get(r, kind, value, label, entry);
+        k = end(r, k < 0 ? k : 0);
+        return k < 0 ? k : added;
+}
+
+int registry_unadmit(struct registry *r, enum registry_id_kind kind, const char *value, const char *label) {
+        sqlite3_stmt *s;
+        int k;
+
+        k = begin(r);
+        if (k < 0)
+                return k;
+        s = st(r, ST_ADM_DELETE);
+        bind_identity(s, kind, value, label);
+        k = run(r, s);
+        if (k >= 0 && sqlite3_changes(r->db) == 0)
+                k = -ENOENT;
+        return end(r, k);
+}
+
+int registry_is_admitted(struct registry *r, enum registry_id_kind kind, const char *value, const char *label) {
+        sqlite3_stmt *s = st(r, ST_ADM_MATCH);
+        int k;
+
+        bind_identity(s, kind, value, label);
+        k = row(r, s);
+        if (k > 0)
+                done(s);
+        return k;
+}
+
+int registry_admitted_list(struct registry *r, uint64_t offset, uint32_t limit, struct json_object **entries,
+                           uint64_t *total) {
+        struct json_object *a;
+        sqlite3_stmt *s;
+        int k;
+
+        if (limit == 0 || limit > REGISTRY_LIST_MAX)
+                limit = REGISTRY_LIST_MAX;
+        if (offset > INT64_MAX)
+                offset = INT64_MAX;
+        s = st(r, ST_ADM_COUNT);
+        k = row(r, s);
+        if (k < 0)
+                return k;
+        if (total)
+                *total = k > 0 ? (uint64_t) sqlite3_column_int64(s, 0) : 0;
+        done(s);
+        a = json_object_new_array();
+        if (!a)
+                return -ENOMEM;
+        s = st(r, ST_ADM_LIST);
+        sqlite3_bind_int64(s, 1, limit);
+        sqlite3_bind_int64(s, 2, (int64_t) offset);
+        while ((k = row(r, s)) > 0) {
+                struct json_object *o = admitted_json(s);
+
+                if (!o || json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        k = -ENOMEM;
+                        break;
+                }
+        }
+        done(s);
+        if (k < 0) {
+                json_object_put(a);
+                return k;
+        }
+        *entries = a;
+        return 0;
 }

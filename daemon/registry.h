@@ -89,3 +89,31 @@ uint64_t registry_count(struct registry *r);
  * revoked, 0 when the certificate is unknown or its device was already
  * revoked or has moved on to another certificate, negative errno on error. */
 int registry_revoke(struct registry *r, const char *issuer, const char *serial, int reason, uint64_t when);
+
+/* Admitted identities (issue 5): who may send requests where the
+ * admission policy is "registered" (daemon/admission.c). Values are
+ * canonical (admission_canonical()): a PSK identity as is, a subject or
+ * sender in RFC 2253, a senderKID in hex, upper case. label NULL or ""
+ * admits on every path, else only on /p/<label>. */
+enum registry_id_kind {
+        REG_ID_PSK_IDENTITY,            /* DTLS PSK identity */
+        REG_ID_CLIENT_SUBJECT,          /* DTLS client certificate subject */
+        REG_ID_SENDER,                  /* CMP header sender (directoryName) */
+        REG_ID_SENDER_KID,              /* CMP header senderKID */
+        _REG_ID_MAX,
+};
+const char *registry_id_kind_name(enum registry_id_kind k);     /* "psk-identity", "client-subject", ... */
+int registry_id_kind_from_name(const char *s);                  /* the kind, or -EINVAL */
+
+/* 1 added, 0 already there (entry: the stored one), negative errno. entry
+ * (may be NULL): {id, kind, value, label (when not ""), added_at}. */
+int registry_admit(struct registry *r, enum registry_id_kind kind, const char *value, const char *label,
+                   uint64_t now, struct json_object **entry);
+int registry_unadmit(struct registry *r, enum registry_id_kind kind, const char *value,
+                     const char *label);                                                /* -ENOENT */
+/* Is value admitted on /p/<label> (label "" for none): by an entry without
+ * a label or one for this label? 1, 0, negative errno. */
+int registry_is_admitted(struct registry *r, enum registry_id_kind kind, const char *value, const char *label);
+/* A page of entries by id; limit 0 or above 1000 gives 1000. */
+int registry_admitted_list(struct registry *r, uint64_t offset, uint32_t limit, struct json_object **entries,
+                           uint64_t *total);

@@ -539,9 +539,33 @@ static void test_migration(void) {
         CHECK_INT(registry_count(r), 0);
         CHECK_INT(registry_next_due(r), -1);
         r = registry_close(r);
-        CHECK_INT(user_version(p), 1);
+        CHECK_INT(user_version(p), 2);
         CHECK_INT(registry_open(p, NULL, &r), 0);     /* again: nothing to do */
         r = registry_close(r);
+
+        /* a v1 database with a device (as cmpgwd before issue 5 left it)
+         * is taken to v2: the device stays, identities can be admitted */
+        snprintf(q, sizeof q, "%s/v1.db", dir);
+        CHECK_INT(registry_open(q, NULL, &r), 0);
+        if (r) {
+                X509_free(enrol(r, OSSL_CMP_IR, "node-v1", 1750000000, 1780000000, 0x11, true, T0, NULL));
+                r = registry_close(r);
+        }
+        CHECK_INT(sqlite3_open(q, &db), SQLITE_OK);
+        CHECK_INT(sqlite3_exec(db, "DROP TABLE admitted; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        CHECK_INT(user_version(q), 1);
+        CHECK_INT(registry_open(q, NULL, &r), 0);
+        CHECK_INT(user_version(q), 2);
+        if (r) {
+                struct json_object *o = get(r, "CN=node-v1,O=cmpgw");
+                CHECK_STR(jstr(o, "state"), "enrolled");
+                json_object_put(o);
+                CHECK_INT(registry_admit(r, REG_ID_SENDER, "CN=node-v1,O=cmpgw", NULL, T0, NULL), 1);
+                CHECK_INT(registry_is_admitted(r, REG_ID_SENDER, "CN=node-v1,O=cmpgw", ""), 1);
+                r = registry_close(r);
+        }
+        unlink(q);
 
         /* a schema from the future is refused */
         snprintf(q, sizeof q, "%s/v9.db", dir);
@@ -552,6 +576,67 @@ static void test_migration(void) {
         CHECK(r == NULL);
         unlink(p);
         unlink(q);
+}
+
+/* Admitted identities: add (idempotent), match with and without a label,
+ * list with paging, remove; they survive a reopen */
+static void test_admitted(void) {
+        struct registry *r = open_reg();
+        struct json_object *e = NULL, *a = NULL;
+        uint64_t total = 0;
+
+        if (!r)
+                return;
+        CHECK_STR(registry_id_kind_name(REG_ID_SENDER_KID), "sender-kid");
+        CHECK_INT(registry_id_kind_from_name("client-subject"), REG_ID_CLIENT_SUBJECT);
+        CHECK_INT(registry_id_kind_from_name("subject"), -EINVAL);
+
+        CHECK_INT(registry_admit(r, REG_ID_PSK_IDENTITY, "node-psk", NULL, T0, &e), 1);
+        CHECK_STR(jstr(e, "kind"), "psk-identity");
+        CHECK_STR(jstr(e, "value"), "node-psk");
+        CHECK(!json_object_object_get_ex(e, "label", NULL));
+        CHECK_STR(jstr(e, "added_at"), "2025-10-09T08:53:20Z");
+        json_object_put(e);
+        e = NULL;
+        CHECK_INT(registry_admit(r, REG_ID_PSK_IDENTITY, "node-psk", "", T0 + 5, &e), 0);     /* already */
+        CHECK_STR(jstr(e, "added_at"), "2025-10-09T08:53:20Z");                       /* the first one */
+        json_object_put(e);
+        CHECK_INT(registry_admit(r, REG_ID_SENDER_KID, "31323334", "factory", T0, &e), 1);
+        CHECK_STR(jstr(e, "label"), "factory");
+        json_object_put(e);
+
+        CHECK_INT(registry_is_admitted(r, REG_ID_PSK_IDENTITY, "node-psk", ""), 1);
+        CHECK_INT(registry_is_admitted(r, REG_ID_PSK_IDENTITY, "node-psk", "any"), 1);
+        CHECK_INT(registry_is_admitted(r, REG_ID_PSK_IDENTITY, "node-PSK", ""), 0);
+        CHECK_INT(registry_is_admitted(r, REG_ID_CLIENT_SUBJECT, "node-psk", ""), 0);  /* another kind */
+        CHECK_INT(registry_is_admitted(r, REG_ID_SENDER_KID, "31323334", "factory"), 1);
+        CHECK_INT(registry_is_admitted(r, REG_ID_SENDER_KID, "31323334", "lab"), 0);
+        CHECK_INT(registry_is_admitted(r, REG_ID_SENDER_KID, "31323334", ""), 0);
+
+        CHECK_INT(registry_admitted_list(r, 0, 0, &a, &total), 0);
+        CHECK_INT(total, 2);
+        CHECK_INT(json_object_array_length(a), 2);
+        CHECK_STR(jstr(json_object_array_get_idx(a, 1), "kind"), "sender-kid");
+        json_object_put(a);
+        CHECK_INT(registry_admitted_list(r, 1, 1, &a, &total), 0);
+        CHECK_INT(json_object_array_length(a), 1);
+        CHECK_STR(jstr(json_object_array_get_idx(a, 0), "value"), "31323334");
+        json_object_put(a);
+        registry_close(r);
+
+        r = open_reg();
+        if (!r)
+                return;
+        CHECK_INT(registry_is_admitted(r, REG_ID_PSK_IDENTITY, "node-psk", ""), 1);
+        CHECK_INT(registry_unadmit(r, REG_ID_SENDER_KID, "31323334", NULL), -ENOENT);  /* the label counts */
+        CHECK_INT(registry_unadmit(r, REG_ID_SENDER_KID, "31323334", "factory"), 0);
+        CHECK_INT(registry_unadmit(r, REG_ID_SENDER_KID, "31323334", "factory"), -ENOENT);
+        CHECK_INT(registry_unadmit(r, REG_ID_PSK_IDENTITY, "node-psk", ""), 0);
+        CHECK_INT(registry_is_admitted(r, REG_ID_PSK_IDENTITY, "node-psk", ""), 0);
+        CHECK_INT(registry_admitted_list(r, 0, 0, &a, &total), 0);
+        CHECK_INT(total, 0);
+        json_object_put(a);
+        registry_close(r);
 }
 
 /* Committed is durable across SIGKILL (WAL, synchronous=NORMAL) */
@@ -585,7 +670,7 @@ static void test_sigkill(void) {
 
 static void cleanup(void) {
         static const char *const names[] = { "reg.db", "reg.db-wal", "reg.db-shm", "v0.db-wal",
-                "v0.db-shm", "kill.db", "kill.db-wal", "kill.db-shm" };
+                "v0.db-shm", "v1.db-wal", "v1.db-shm", "kill.db", "kill.db-wal", "kill.db-shm" };
         char p[300];
 
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -609,6 +694,7 @@ int main(void) {
         test_genm_ignored();
         test_due();
         test_queries();
+        test_admitted();
         test_migration();
         test_sigkill();
         X509_free(node1_cert);
