@@ -311,6 +311,7 @@ int manager_new(const char *config_path, struct cmpgw_config *config, Manager **
         m->config = config;
         m->config_path = strdup(config_path);
         m->peers = peer_limits_new();
+        m->admission_log.what = "requests refused by admission";
         if (!m->config_path || !m->peers) {
                 free(m->config_path);
                 peer_limits_free(m->peers);

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "list.h"
+#include "log.h"
 #include "peer_limits.h"
 #include "request.h"
 
@@ -32,6 +33,9 @@ struct gw_stats {
         uint64_t limited_buffered;      /* 5.03: limits.buffered_bytes */
         uint64_t limited_observers;     /* 4.29: announcements.max_observers_per_peer */
         uint64_t transfers_abandoned;   /* Block1 transfers dropped after coap.transfer_timeout */
+        /* refused by admission (issue 5), see cmpgw.json(5) "admission" */
+        uint64_t refused_admission;     /* 4.01/4.03: policy "registered", not admitted */
+        uint64_t refused_identity_mismatch;     /* 4.03: CMP sender/senderKID is not the DTLS identity */
 };
 
 struct Manager {
@@ -59,6 +63,7 @@ struct Manager {
         uint64_t next_request_id;
 
         struct gw_stats stats;
+        struct log_ratelimit admission_log;     /* requests refused by admission */
         bool stopping;
 };
 

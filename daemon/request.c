@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admission.h"
 #include "cmp_protection.h"
 #include "coap_server.h"
 #include "coap_status.h"
@@ -201,6 +202,7 @@ static int check_protection(struct request *r) {
 void request_start(struct request *r) {
         Manager *m = r->manager;
         const char *why = NULL;
+        char why_buf[256];
         unsigned left;
         int ret;
 
@@ -212,6 +214,8 @@ void request_start(struct request *r) {
         if (!cmp_body_allowed_on_op(r->path.op, r->info.body))
                 return request_fail(r, 400, -1, "a %s body does not belong to operation \"%s\"",
                                     cmp_body_name(r->info.body), cmp_op_coap_name(r->path.op));
+        if ((ret = admission_check(m, r, why_buf, sizeof why_buf)) != 0)
+                return request_fail(r, ret, -1, "%s", why_buf);
         ret = route(r);
         if (ret == -ENOENT)
                 return request_fail(r, 404, -1, "no upstream takes label \"%s\"", r->path.label);
