@@ -20,8 +20,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "admission.h"
 #include "announce.h"
 #include "cmp_ann.h"
+#include "cmp_path.h"
 #include "coap_server.h"
 #include "log.h"
 #include "manager.h"
@@ -243,8 +245,35 @@ static bool valid_state(const char *s) {
         return false;
 }
 
-static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+/* a page limit as ListDevices takes it: 0 is the default, at most LIST_MAX_LIMIT */
+static int page_limit(uint32_t *limit, sd_bus_error *error) {
+        if (*limit == 0)
+                *limit = LIST_DEFAULT_LIMIT;
+        if (*limit > LIST_MAX_LIMIT)
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
+                                         "page size %" PRIu32 " is too large; the maximum is %u",
+                                         *limit, LIST_MAX_LIMIT);
+        return 0;
+}
+
+/* aa{sv} of a json array, then its total */
+static int reply_page(sd_bus_message *msg, struct json_object *items, uint64_t total) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        for (size_t i = 0; r >= 0 && items && i < json_object_array_length(items); i++)
+                r = append_json_object(reply, json_object_array_get_idx(items, i));
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "t", total);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(json_putp) struct json_object *devices = NULL;
         struct dbus_api *d = userdata;
         const char *state;
@@ -259,12 +288,8 @@ static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error
                 return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
                                          "unknown device state '%s' (expected pending, enrolled, "
                                          "renewal-due, expired, revoked, or '' for all)", state);
-        if (limit == 0)
-                limit = LIST_DEFAULT_LIMIT;
-        if (limit > LIST_MAX_LIMIT)
-                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT,
-                                         "page size %" PRIu32 " is too large; the maximum is %u",
-                                         limit, LIST_MAX_LIMIT);
+        if ((r = page_limit(&limit, error)) < 0)
+                return r;
         if (!d->manager->registry)
                 return registry_unavailable(error);
 
@@ -272,25 +297,7 @@ static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return sd_bus_error_setf(error, GW_ERROR_FAILED,
                                          "cannot list devices: registry query failed: %s", strerror(-r));
-
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "a{sv}");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; devices && i < json_object_array_length(devices); i++) {
-                r = append_json_object(reply, json_object_array_get_idx(devices, i));
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(reply, "t", total);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return reply_page(msg, devices, total);
 }
 
 /* GetDevice and ForgetDevice take a numeric id or a subject: 1 with *id
@@ -358,6 +365,117 @@ static int method_forget_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         manager_registry_changed(d->manager);       /* re-arm the renewal timer */
         dbus_api_properties_changed(d);
         return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* ------------------------------------------------------------ admitted identities (issue 5) */
+
+static int method_list_admitted(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(json_putp) struct json_object *entries = NULL;
+        struct dbus_api *d = userdata;
+        uint64_t offset, total = 0;
+        uint32_t limit;
+        int r;
+
+        r = sd_bus_message_read(msg, "tu", &offset, &limit);
+        if (r < 0)
+                return r;
+        if ((r = page_limit(&limit, error)) < 0)
+                return r;
+        if (!d->manager->registry)
+                return registry_unavailable(error);
+        r = registry_admitted_list(d->manager->registry, offset, limit, &entries, &total);
+        if (r < 0)
+                return sd_bus_error_setf(error, GW_ERROR_FAILED,
+                                         "cannot list admitted identities: registry query failed: %s", strerror(-r));
+        return reply_page(msg, entries, total);
+}
+
+/* AddAdmitted and RemoveAdmitted take (kind, value, label): 1 with the
+ * kind and the canonical value (*value, malloc'd) set, or what the method
+ * returns (an error set, or a negative errno). */
+static int read_identity(sd_bus_message *msg, struct dbus_api *d, sd_bus_error *error,
+                         enum registry_id_kind *kind, char **value, const char **label) {
+        const char *kind_name, *text;
+        char why[512];
+        int r, k;
+
+        r = sd_bus_message_read(msg, "sss", &kind_name, &text, label);
+        if (r < 0)
+                return r;
+        k = registry_id_kind_from_name(kind_name);
+        if (k < 0)
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT, "unknown kind of identity '%s' "
+                                         "(expected psk-identity, client-subject, sender or sender-kid)", kind_name);
+        if ((*label)[0] && !cmp_label_valid(*label, strlen(*label)))
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT, "'%s' is not a label: 1 to %d "
+                                         "characters of A-Z a-z 0-9 - . _ ~, or '' for every path", *label, CMP_LABEL_MAX);
+        r = admission_canonical((enum registry_id_kind) k, text, value, why, sizeof why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, GW_ERROR_INVALID_ARGUMENT, "%s: %s", kind_name, why);
+        if (!d->manager->registry) {
+                free(*value);
+                return registry_unavailable(error);
+        }
+        *kind = (enum registry_id_kind) k;
+        return 1;
+}
+
+static int method_add_admitted(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(json_putp) struct json_object *entry = NULL;
+        struct dbus_api *d = userdata;
+        enum registry_id_kind kind;
+        const char *label;
+        char *value = NULL;
+        int r, added;
+
+        r = read_identity(msg, d, error, &kind, &value, &label);
+        if (r <= 0)
+                return r;
+        added = registry_admit(d->manager->registry, kind, value, label, (uint64_t) time(NULL), &entry);
+        if (added < 0) {
+                r = sd_bus_error_setf(error, GW_ERROR_FAILED, "cannot admit %s %s: %s",
+                                      registry_id_kind_name(kind), value, strerror(-added));
+                free(value);
+                return r;
+        }
+        if (added)
+                log_info("admitted %s %s%s%s (D-Bus request from %s)", registry_id_kind_name(kind), value,
+                         label[0] ? " on label " : "", label, strempty(sd_bus_message_get_sender(msg)));
+        free(value);
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = append_json_object(reply, entry);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "b", added);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_remove_admitted(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct dbus_api *d = userdata;
+        enum registry_id_kind kind;
+        const char *label;
+        char *value = NULL;
+        int r;
+
+        r = read_identity(msg, d, error, &kind, &value, &label);
+        if (r <= 0)
+                return r;
+        r = registry_unadmit(d->manager->registry, kind, value, label);
+        if (r == -ENOENT)
+                r = sd_bus_error_setf(error, GW_ERROR_NOT_ADMITTED, "%s %s is not admitted%s%s%s",
+                                      registry_id_kind_name(kind), value, label[0] ? " on label '" : "",
+                                      label, label[0] ? "'" : "");
+        else if (r < 0)
+                r = sd_bus_error_setf(error, GW_ERROR_FAILED, "cannot remove %s %s: %s",
+                                      registry_id_kind_name(kind), value, strerror(-r));
+        else
+                log_info("no longer admitted: %s %s%s%s (D-Bus request from %s)", registry_id_kind_name(kind),
+                         value, label[0] ? " on label " : "", label, strempty(sd_bus_message_get_sender(msg)));
+        free(value);
+        return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
 }
 
 static const char *rfc3339_or_empty(int64_t t, char buf[static 32]) {
@@ -444,6 +562,10 @@ static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_err
                         "buffered_bytes", "t", (uint64_t) coap_server_buffered_bytes(m->coap),
                         "peers_tracked", "u", peer_limits_count(m->peers),
                         "ann_observers", "u", coap_server_ann_observers(m->coap));
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}{sv}",
+                        "refused_admission", "t", s->refused_admission,
+                        "refused_identity_mismatch", "t", s->refused_identity_mismatch);
         if (r >= 0)
                 r = append_upstream_health(reply, m);
         if (r >= 0)
@@ -570,6 +692,18 @@ static const sd_bus_vtable gateway_vtable[] = {
                                  "s", SD_BUS_PARAM(id),
                                  "", ,
                                  method_forget_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListAdmitted",
+                                 "tu", SD_BUS_PARAM(offset) SD_BUS_PARAM(limit),
+                                 "aa{sv}t", SD_BUS_PARAM(entries) SD_BUS_PARAM(total),
+                                 method_list_admitted, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("AddAdmitted",
+                                 "sss", SD_BUS_PARAM(kind) SD_BUS_PARAM(value) SD_BUS_PARAM(label),
+                                 "a{sv}b", SD_BUS_PARAM(entry) SD_BUS_PARAM(added),
+                                 method_add_admitted, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("RemoveAdmitted",
+                                 "sss", SD_BUS_PARAM(kind) SD_BUS_PARAM(value) SD_BUS_PARAM(label),
+                                 "", ,
+                                 method_remove_admitted, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStatistics",
                                  "", ,
                                  "a{sv}", SD_BUS_PARAM(statistics),

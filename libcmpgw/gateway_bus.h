@@ -10,7 +10,8 @@
 #define GW_ERROR_NO_SUCH_DEVICE   "org.cmpgw.Gateway1.Error.NoSuchDevice"
 #define GW_ERROR_INVALID_ARGUMENT "org.cmpgw.Gateway1.Error.InvalidArgument"
 #define GW_ERROR_FAILED           "org.cmpgw.Gateway1.Error.Failed"
+#define GW_ERROR_NOT_ADMITTED     "org.cmpgw.Gateway1.Error.NotAdmitted"
 
-#define GW_PAGE_MAX 1000u       /* ListDevices' largest page */
+#define GW_PAGE_MAX 1000u       /* ListDevices' and ListAdmitted's largest page */
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
