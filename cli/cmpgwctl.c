@@ -38,6 +38,9 @@ static const char *arg_state;           /* devices: filter; NULL = all */
 static uint64_t arg_offset;
 static uint64_t arg_limit;              /* 0 = all (paged) */
 static bool arg_limit_set;
+static const char *arg_id_kind;         /* device add/remove: psk-identity, client-subject, ... */
+static const char *arg_id_value;
+static const char *arg_label = "";      /* device add/remove: --label */
 
 static const char *bus_label(void) {
         return arg_session ? "session" : "system";
@@ -68,6 +71,13 @@ static void usage(FILE *f) {
                 "  status                 version, listeners, upstreams, devices, transactions\n"
                 "  devices                list devices of the registry\n"
                 "  device ID              one device, by numeric id or exact subject\n"
+                "  device add IDENTITY [--label L]\n"
+                "                         admit a device where the admission policy is\n"
+                "                         \"registered\"; IDENTITY is one of --psk-identity ID,\n"
+                "                         --client-subject DN, --sender DN, --sender-kid VALUE\n"
+                "  device remove IDENTITY [--label L]\n"
+                "                         withdraw an admitted identity\n"
+                "  admitted               list the admitted identities\n"
                 "  forget ID              remove a device from the registry\n"
                 "  renewals               devices whose renewal is due\n"
                 "  stats                  request and upstream counters\n"
@@ -87,6 +97,13 @@ static void usage(FILE *f) {
                 "      --offset N         devices: skip the first N devices\n"
                 "      --limit N          devices: list at most N (the daemon allows up to %u);\n"
                 "                         without --limit all devices are listed\n"
+                "      --psk-identity ID  device add/remove: a DTLS PSK identity\n"
+                "      --client-subject DN\n"
+                "                         device add/remove: a DTLS client certificate subject,\n"
+                "                         CN=x,O=y or /O=y/CN=x\n"
+                "      --sender DN        device add/remove: a CMP sender (directoryName)\n"
+                "      --sender-kid VALUE device add/remove: a CMP senderKID, as text or 0xHEX\n"
+                "      --label L          device add/remove: on /p/L only (default: every path)\n"
                 "  -h, --help             this text\n"
                 "      --version          print the version\n"
                 "\n"
@@ -118,8 +135,14 @@ static int connect_bus(sd_bus **ret) {
 }
 
 static bool is_mutating(const char *method) {
-        return strcmp(method, "ForgetDevice") == 0 || strcmp(method, "Reload") == 0 ||
-               strcmp(method, "PublishAnnouncement") == 0;
+        static const char *const mutating[] = {
+                "ForgetDevice", "Reload", "PublishAnnouncement", "AddAdmitted", "RemoveAdmitted",
+        };
+
+        for (size_t i = 0; i < sizeof mutating / sizeof mutating[0]; i++)
+                if (strcmp(method, mutating[i]) == 0)
+                        return true;
+        return false;
 }
 
 /* Report a failed call; returns the exit code. */
@@ -138,7 +161,8 @@ static int call_failed(const char *method, const sd_bus_error *e, int r) {
                         err("permission denied: %s: %s", method, msg);
                 return EXIT_DENIED;
         }
-        if (sd_bus_error_has_name(e, GW_ERROR_NO_SUCH_DEVICE) || sd_bus_error_has_name(e, GW_ERROR_FAILED))
+        if (sd_bus_error_has_name(e, GW_ERROR_NO_SUCH_DEVICE) || sd_bus_error_has_name(e, GW_ERROR_FAILED) ||
+            sd_bus_error_has_name(e, GW_ERROR_NOT_ADMITTED))
                 return err("%s", msg), EXIT_FAILED;
         if (sd_bus_error_has_name(e, GW_ERROR_INVALID_ARGUMENT))
                 return err("%s", msg), EXIT_USAGE;
@@ -526,42 +550,57 @@ static const char *const device_columns[][2] = {
 };
 #define N_DEVICE_COLUMNS (sizeof device_columns / sizeof device_columns[0])
 
-static int cmd_devices(sd_bus *bus) {
-        _cleanup_(json_putp) struct json_object *all = json_object_new_array();
-        uint64_t offset = arg_offset, total = 0, left = arg_limit;
+/* The entries of ListDevices (state: its filter, "" for all) or
+ * ListAdmitted (state NULL) into ALL: every page, or one page of at most
+ * --limit from --offset. 0 with *total set, or the exit code negated. */
+static int fetch_pages(sd_bus *bus, const char *method, const char *state, struct json_object *all,
+                       uint64_t *total) {
+        uint64_t offset = arg_offset, left = arg_limit;
         int r;
 
-        if (!all)
-                return EXIT_FAILED;
         for (;;) {
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
                 uint32_t page = arg_limit_set ? (left > UINT32_MAX ? UINT32_MAX : (uint32_t) left) : PAGE_MAX;
                 size_t got = 0;
 
-                r = call(bus, "ListDevices", &reply, "stu", arg_state ? arg_state : "", offset, page);
+                r = state ? call(bus, method, &reply, "stu", state, offset, page)
+                          : call(bus, method, &reply, "tu", offset, page);
                 if (r < 0)
-                        return -r;
+                        return r;
                 r = sd_bus_message_enter_container(reply, 'a', "a{sv}");
                 if (r < 0)
-                        return -bad_reply("ListDevices", r);
+                        return bad_reply(method, r);
                 while ((r = sd_bus_message_at_end(reply, false)) == 0) {
                         struct json_object *d;
 
                         r = read_json_dict(reply, &d);
                         if (r < 0)
-                                return -bad_reply("ListDevices", r);
-                        device_fill(d);
+                                return bad_reply(method, r);
                         json_object_array_add(all, d);
                         got++;
                 }
                 if (r < 0 || (r = sd_bus_message_exit_container(reply)) < 0 ||
-                    (r = sd_bus_message_read(reply, "t", &total)) < 0)
-                        return -bad_reply("ListDevices", r);
+                    (r = sd_bus_message_read(reply, "t", total)) < 0)
+                        return bad_reply(method, r);
                 offset += got;
                 /* one page when --limit was given; else until all are read */
-                if (arg_limit_set || got == 0 || offset >= total)
-                        break;
+                if (arg_limit_set || got == 0 || offset >= *total)
+                        return 0;
         }
+}
+
+static int cmd_devices(sd_bus *bus) {
+        _cleanup_(json_putp) struct json_object *all = json_object_new_array();
+        uint64_t total = 0;
+        int r;
+
+        if (!all)
+                return EXIT_FAILED;
+        r = fetch_pages(bus, "ListDevices", arg_state ? arg_state : "", all, &total);
+        if (r < 0)
+                return -r;
+        for (size_t i = 0; i < json_object_array_length(all); i++)
+                device_fill(json_object_array_get_idx(all, i));
 
         if (arg_json) {
                 print_json(all);
@@ -664,6 +703,121 @@ static int cmd_stats(sd_bus *bus) {
                 values[n++] = text(val);
         }
         print_pairs(keys, values, n);
+        return EXIT_OK;
+}
+
+/* admitted identities (issue 5) */
+
+/* a senderKID in hex as the operator would type it: its text when
+ * printable ("1234 (0x31323334)"), else 0xHEX */
+static void sender_kid_text(const char *hex, char *buf, size_t size) {
+        size_t n = strlen(hex) / 2, o = 0;
+        bool printable = n > 0 && n < size / 2;
+
+        for (size_t i = 0; printable && i < n; i++) {
+                unsigned int c;
+
+                printable = sscanf(hex + 2 * i, "%2x", &c) == 1 && c >= 0x20 && c < 0x7f;
+                buf[o++] = (char) c;
+        }
+        if (printable)
+                snprintf(buf + o, size - o, " (0x%s)", hex);
+        else
+                snprintf(buf, size, "0x%s", hex);
+}
+
+static const char *const admitted_columns[][2] = {
+        { "id", "ID" }, { "kind", "KIND" }, { "value", "VALUE" }, { "label", "LABEL" }, { "added_at", "ADDED" },
+};
+#define N_ADMITTED_COLUMNS (sizeof admitted_columns / sizeof admitted_columns[0])
+
+static int admitted_row(struct table *t, struct json_object *e) {
+        int r = 0;
+
+        for (size_t c = 0; c < N_ADMITTED_COLUMNS && r >= 0; c++) {
+                const char *v = field(e, admitted_columns[c][0]);
+                char kid[600];
+
+                if (strcmp(admitted_columns[c][0], "value") == 0 && strcmp(field(e, "kind"), "sender-kid") == 0) {
+                        sender_kid_text(v, kid, sizeof kid);
+                        v = kid;
+                }
+                r = table_add(t, strcmp(admitted_columns[c][0], "label") == 0 && strcmp(v, "-") == 0 ? "(all)" : v);
+        }
+        return r;
+}
+
+static int cmd_admitted(sd_bus *bus) {
+        _cleanup_(json_putp) struct json_object *all = json_object_new_array();
+        struct table t = { .n_cols = N_ADMITTED_COLUMNS };
+        uint64_t total = 0;
+        size_t n;
+        int r;
+
+        if (!all)
+                return EXIT_FAILED;
+        r = fetch_pages(bus, "ListAdmitted", NULL, all, &total);
+        if (r < 0)
+                return -r;
+        if (arg_json) {
+                print_json(all);
+                return EXIT_OK;
+        }
+        n = json_object_array_length(all);
+        if (n == 0) {
+                printf("No identity is admitted.\n");
+                return EXIT_OK;
+        }
+        r = 0;
+        for (size_t c = 0; c < N_ADMITTED_COLUMNS && r >= 0; c++)
+                r = table_add(&t, admitted_columns[c][1]);
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = admitted_row(&t, json_object_array_get_idx(all, i));
+        if (r < 0) {
+                table_free(&t);
+                err("out of memory");
+                return EXIT_FAILED;
+        }
+        table_print(&t);
+        table_free(&t);
+        printf("\n%zu identit%s admitted.\n", n, n == 1 ? "y" : "ies");
+        return EXIT_OK;
+}
+
+static int cmd_device_add(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(json_putp) struct json_object *entry = NULL;
+        int added = 0, r;
+
+        r = call(bus, "AddAdmitted", &reply, "sss", arg_id_kind, arg_id_value, arg_label);
+        if (r < 0)
+                return -r;
+        r = read_json_dict(reply, &entry);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "b", &added);
+        if (r < 0)
+                return -bad_reply("AddAdmitted", r);
+        if (arg_json) {
+                json_object_object_add(entry, "added", json_object_new_boolean(added));
+                print_json(entry);
+                return EXIT_OK;
+        }
+        printf("%s %s %s%s%s%s.\n", added ? "Admitted" : "Already admitted:", field(entry, "kind"),
+               field(entry, "value"), arg_label[0] ? " on label " : "", arg_label,
+               added ? "" : " (nothing changed)");
+        return EXIT_OK;
+}
+
+static int cmd_device_remove(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = call(bus, "RemoveAdmitted", &reply, "sss", arg_id_kind, arg_id_value, arg_label);
+
+        if (r < 0)
+                return -r;
+        if (arg_json)
+                printf("{ \"removed\": true }\n");
+        else
+                printf("Removed %s %s%s%s.\n", arg_id_kind, arg_id_value, arg_label[0] ? " on label " : "", arg_label);
         return EXIT_OK;
 }
 
@@ -1013,6 +1167,44 @@ static int set_state(const char *s) {
         return 0;
 }
 
+static int set_identity(const char *kind, const char *value) {
+        if (arg_id_kind) {
+                err("give one identity: --%s and --%s both given", arg_id_kind, kind);
+                return -1;
+        }
+        if (!value[0]) {
+                err("--%s: empty value", kind);
+                return -1;
+        }
+        arg_id_kind = kind;
+        arg_id_value = value;
+        return 0;
+}
+
+/* "device add|remove": exactly one identity; --label only with them */
+static int check_identity_args(const char *cmd, int n_args, char **args, bool *is_identity_cmd) {
+        bool sub = strcmp(cmd, "device") == 0 && n_args >= 1 &&
+                   (strcmp(args[0], "add") == 0 || strcmp(args[0], "remove") == 0);
+
+        *is_identity_cmd = sub;
+        if (!sub && (arg_id_kind || arg_label[0])) {
+                err("%s: --psk-identity/--client-subject/--sender/--sender-kid/--label apply to "
+                    "'device add' and 'device remove' only", cmd);
+                return -1;
+        }
+        if (sub && n_args > 1) {
+                err("device %s: too many arguments; give the identity with an option, e.g. "
+                    "--psk-identity ID; see --help", args[0]);
+                return -1;
+        }
+        if (sub && !arg_id_kind) {
+                err("device %s: give one of --psk-identity ID, --client-subject DN, --sender DN, "
+                    "--sender-kid VALUE", args[0]);
+                return -1;
+        }
+        return 0;
+}
+
 static int expect_args(const char *cmd, int n_args, int want, const char *what) {
         if (n_args < want) {
                 err("%s: missing argument %s; see --help", cmd, what);
@@ -1028,7 +1220,8 @@ static int expect_args(const char *cmd, int n_args, int want, const char *what) 
 int main(int argc, char **argv) {
         enum {
                 OPT_JSON = 0x100, OPT_SYSTEM, OPT_SESSION, OPT_VERSION, OPT_STATE, OPT_DUE,
-                OPT_EXPIRED, OPT_REVOKED, OPT_OFFSET, OPT_LIMIT,
+                OPT_EXPIRED, OPT_REVOKED, OPT_OFFSET, OPT_LIMIT, OPT_PSK_IDENTITY, OPT_CLIENT_SUBJECT,
+                OPT_SENDER, OPT_SENDER_KID, OPT_LABEL,
         };
         static const struct option opts[] = {
                 { "json", no_argument, NULL, OPT_JSON },
@@ -1043,15 +1236,22 @@ int main(int argc, char **argv) {
                 { "revoked", no_argument, NULL, OPT_REVOKED },
                 { "offset", required_argument, NULL, OPT_OFFSET },
                 { "limit", required_argument, NULL, OPT_LIMIT },
+                { "psk-identity", required_argument, NULL, OPT_PSK_IDENTITY },
+                { "client-subject", required_argument, NULL, OPT_CLIENT_SUBJECT },
+                { "sender", required_argument, NULL, OPT_SENDER },
+                { "sender-kid", required_argument, NULL, OPT_SENDER_KID },
+                { "label", required_argument, NULL, OPT_LABEL },
                 {}
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        bool device_opts = false;
+        bool device_opts = false, identity_cmd;
         const char *cmd;
         char **args;
         int c, n_args, r;
 
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int option_index = 0;
+
+        while ((c = getopt_long(argc, argv, "h", opts, &option_index)) != -1) {
                 switch (c) {
                 case OPT_JSON: arg_json = true; break;
                 case OPT_SYSTEM: arg_session = false; break;
@@ -1080,6 +1280,21 @@ int main(int argc, char **argv) {
                         }
                         arg_limit_set = device_opts = true;
                         break;
+                case OPT_PSK_IDENTITY:
+                case OPT_CLIENT_SUBJECT:
+                case OPT_SENDER:
+                case OPT_SENDER_KID:
+                        /* the D-Bus kinds are the option names */
+                        if (set_identity(opts[option_index].name, optarg) < 0)
+                                return EXIT_USAGE;
+                        break;
+                case OPT_LABEL:
+                        if (!optarg[0]) {
+                                err("--label: empty label (leave --label out to admit on every path)");
+                                return EXIT_USAGE;
+                        }
+                        arg_label = optarg;
+                        break;
                 default:
                         fprintf(stderr, "Try 'cmpgwctl --help'.\n");
                         return EXIT_USAGE;
@@ -1107,12 +1322,14 @@ int main(int argc, char **argv) {
                 err("%s: --state/--due/--expired/--revoked/--offset/--limit apply to 'devices' only", cmd);
                 return EXIT_USAGE;
         }
+        if (check_identity_args(cmd, n_args, args, &identity_cmd) < 0)
+                return EXIT_USAGE;
 
         static const struct { const char *name; int n_args; const char *what; } cmds[] = {
                 { "status", 0, NULL }, { "devices", 0, NULL }, { "renewals", 0, NULL },
                 { "device", 1, "ID" }, { "forget", 1, "ID" }, { "stats", 0, NULL },
                 { "reload", 0, NULL }, { "monitor", 0, NULL }, { "announcements", 0, NULL },
-                { "announce", 1, "FILE" },
+                { "announce", 1, "FILE" }, { "admitted", 0, NULL },
         };
         size_t i;
 
@@ -1137,8 +1354,12 @@ int main(int argc, char **argv) {
                 return cmd_status(bus);
         if (strcmp(cmd, "devices") == 0 || strcmp(cmd, "renewals") == 0)
                 return cmd_devices(bus);
+        if (identity_cmd)
+                return strcmp(args[0], "add") == 0 ? cmd_device_add(bus) : cmd_device_remove(bus);
         if (strcmp(cmd, "device") == 0)
                 return cmd_device(bus, args[0]);
+        if (strcmp(cmd, "admitted") == 0)
+                return cmd_admitted(bus);
         if (strcmp(cmd, "forget") == 0)
                 return cmd_simple(bus, "ForgetDevice", args[0]);
         if (strcmp(cmd, "stats") == 0)
