@@ -25,7 +25,9 @@ printf 'gw-a:not-the-key\n' >"$T/a-badpsk.txt"
 chmod 600 "$T"/*psk.txt
 
 # B: coap:// (for the start-up probe) and coaps:// with PSKs and a
-# certificate; upstream ca is the default, ra (nobody listens) takes ra.test
+# certificate; upstream ca is the default, ra (nobody listens) takes ra.test.
+# A is a relay of B's coaps listener: it forwards nodes' MAC senderKIDs,
+# which a PSK session would otherwise bind to its PSK identity (issue 5)
 B_PORT=$(free_port udp)
 B_DTLS=$(free_port udp)
 dead_port=$(free_port tcp)
@@ -33,7 +35,8 @@ cat >"$T/b.json" <<JSON
 { "listen": [ { "uri": "coap://127.0.0.1:$B_PORT" },
               { "uri": "coaps://127.0.0.1:$B_DTLS", "psk_file": "$T/b-psk.txt",
                 "certificate": "$P/gw-dtls-chain.pem", "private_key": "$P/gw-dtls.key",
-                "client_ca": "$P/chain.pem", "client_certificate": "optional" } ],
+                "client_ca": "$P/chain.pem", "client_certificate": "optional",
+                "relays": [ "gw-a" ] } ],
   "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10, "default": true },
                  { "name": "ra", "uri": "http://127.0.0.1:$dead_port/pkix/", "hosts": ["ra.test"], "timeout": 3 } ],
   "registry": { "path": "$T/b.db" }, "dbus": { "bus": "none" } }
@@ -109,15 +112,17 @@ out=$("$CMPGWD" --config "$T/httppsk.json" --check-config 2>&1) && fail "psk_fil
 expect_contains "$out" "upstreams[0].psk_file" "psk_file on http://"
 
 step "(e) B routes by SNI: --servername ra.test reaches upstream ra, none reaches the default"
+# the node's MAC reference is its PSK identity (a PSK session binds them)
+NODE_MAC=(--ref node --secret "$CA_SECRET")
 RC=0
 timeout 60 "$CMPCOAP" genm --server "coaps://127.0.0.1:$B_DTLS/.well-known/cmp" --psk-identity node \
-        --psk-key n0de-key --servername ra.test "${MAC[@]}" --timeout 20 >"$T/sni-ra.log" 2>&1 || RC=$?
+        --psk-key n0de-key --servername ra.test "${NODE_MAC[@]}" --timeout 20 >"$T/sni-ra.log" 2>&1 || RC=$?
 ((RC != 0)) || fail "genm with SNI ra.test succeeded, but ra is down"
 grep -q 'genm to /.well-known/cmp -> 5.0[0-9] via ra' "$T/b.log" ||
         { grep 'request ' "$T/b.log" >&2; fail "SNI ra.test did not route to upstream ra"; }
 RC=0
 timeout 60 "$CMPCOAP" genm --server "coaps://127.0.0.1:$B_DTLS/.well-known/cmp" --psk-identity node \
-        --psk-key n0de-key "${MAC[@]}" --timeout 20 >"$T/sni-none.log" 2>&1 || RC=$?
+        --psk-key n0de-key "${NODE_MAC[@]}" --timeout 20 >"$T/sni-none.log" 2>&1 || RC=$?
 ((RC == 0)) || { cat "$T/sni-none.log" >&2; fail "genm without SNI did not reach the default upstream"; }
 grep -q 'genm to /.well-known/cmp -> 2.04 via ca' "$T/b.log" || fail "no SNI: not routed to the default"
 

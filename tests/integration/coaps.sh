@@ -124,8 +124,10 @@ discover plain-to-coaps
 if grep -q 'ct=259' "$T/plain-to-coaps.out"; then fail "coaps answered a client without any credentials"; fi
 
 step "(a) PSK: cmpcoap ir over coaps enrols; the registry records the PSK identity"
+# the MAC reference (senderKID) is the PSK identity: a PSK session binds
+# them (issue 5, cmpgw.json(5) ADMISSION); the mock CA takes any reference
 must_pass ir-psk ir --server "$DTLS_URI" --psk-identity node-psk --psk-key "file:$T/psk.key" \
-        "${MAC[@]}" --newkey "$P/ee.key" --subject /CN=node-psk --certout "$T/ir-psk.pem"
+        --ref node-psk --secret "$CA_SECRET" --newkey "$P/ee.key" --subject /CN=node-psk --certout "$T/ir-psk.pem"
 got_cert ir-psk "$T/ir-psk.pem"
 ids=$(registry_ids)
 expect_eq "$ids" "node-psk|" "registry psk_identity|client_subject after the PSK ir"
@@ -133,7 +135,7 @@ log "ok: registry: $ids"
 
 step "(a) PSK given as 0xHEX"
 must_pass genm-hex genm --server "$DTLS_URI" --psk-identity other \
-        --psk-key 0x00112233445566778899aabbccddeeff "${MAC[@]}"
+        --psk-key 0x00112233445566778899aabbccddeeff --ref other --secret "$CA_SECRET"
 
 step "(a) cmpcoap with a wrong PSK key names the failed handshake"
 must_fail ir-badpsk ir --server "$DTLS_URI" --psk-identity node-psk --psk-key pass-wrong \
