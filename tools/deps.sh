@@ -12,9 +12,10 @@ build=(meson ninja-build gcc pkg-config libcoap3-dev libcurl4-openssl-dev
 # systemd (systemd-analyze verify of the unit), iproute2 + util-linux
 # (ip, unshare: the multicast test runs in a network namespace of its own),
 # python3-pyasn1-modules + python3-cryptography (tests/announce/mkann.py
-# makes the announcement messages OpenSSL 3.0 cannot make)
+# makes the announcement messages OpenSSL 3.0 cannot make), valgrind
+# (tests/gateway/valgrind_loop.sh)
 runtime=(libcoap3-bin openssl dbus python3 clang systemd iproute2 util-linux sqlite3
-         python3-pyasn1-modules python3-cryptography)
+         python3-pyasn1-modules python3-cryptography valgrind)
 pkgs=("${build[@]}" "${runtime[@]}")
 
 if [[ ${1:-} == --list ]]; then
