@@ -133,12 +133,44 @@ static void dtls_creds_free(struct dtls_creds *d) {
 }
 
 /* validate_id_call_back: the key of a known identity, NULL refuses it */
+/* No DTLS session resumption. A resumed session skips psk_lookup() and the
+ * client_ca check, so an identity or a CA withdrawn by SIGHUP would be
+ * served on until the client's ticket expires (2 h), and it carries no PSK
+ * identity; OpenSSL also answers a client-certificate resumption with
+ * internal_error for want of a session id context. So every session is a
+ * full handshake, and no ticket is sent. */
+static SSL_TICKET_RETURN ticket_ignore(SSL *ssl, SSL_SESSION *session, const unsigned char *key_name,
+                                       size_t key_name_len, SSL_TICKET_STATUS status, void *arg) {
+        return SSL_TICKET_RETURN_IGNORE;
+}
+
+/* libcoap 4.3.1 gives no access to its SSL_CTX but through a handshake's
+ * SSL, and makes the next handshake's SSL before the callbacks of the first
+ * run: the SSL's own options (tickets) are set here, the SSL_CTX's at the
+ * first handshake. The ticket callback and the session cache mode are read
+ * from the SSL_CTX when a client offers a session, so they hold for SSLs
+ * made before too; no ticket can exist before the first handshake ends. */
+static void dtls_no_resumption(SSL *ssl) {
+        SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+
+        SSL_set_options(ssl, SSL_OP_NO_TICKET);
+        if (!ctx || (SSL_CTX_get_options(ctx) & SSL_OP_NO_TICKET))
+                return;
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_ignore, NULL);
+}
+
 static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
         struct coap_server *s = server_of(session);
         const struct psk_entry *e = NULL;
         char probe[PSK_IDENTITY_MAX + 1];
         char peer[64];
+        coap_tls_library_t lib;
+        void *ssl = coap_session_get_tls(session, &lib);
 
+        if (ssl && lib == COAP_TLS_LIBRARY_OPENSSL)
+                dtls_no_resumption(ssl);
         if (s && s->dtls && identity && identity->length <= PSK_IDENTITY_MAX &&
             !memchr(identity->s, '\0', identity->length)) {
                 memcpy(probe, identity->s, identity->length);
@@ -276,6 +308,7 @@ static int dtls_tls_setup(void *tls_session, coap_dtls_pki_t *setup_data) {
         STACK_OF(X509_NAME) *names;
         int mode;
 
+        dtls_no_resumption(ssl);        /* before OpenSSL looks at an offered session */
         if (!d || !verify)
                 return 1;       /* PSK handshake */
         /* libcoap sends the leaf only; send the chain of the file too */
