@@ -543,6 +543,32 @@ static int cmd_status(sd_bus *bus) {
         return EXIT_OK;
 }
 
+/* Prints a table of the objects in ALL: a header of COLUMNS' titles, then
+ * one row per object of its COLUMNS' keys; CELL (or NULL) may write a
+ * cell's text another way into buf and return it. 0, or -ENOMEM (said). */
+static int print_objects(const char *const columns[][2], size_t n_cols, struct json_object *all,
+                         const char *(*cell)(struct json_object *o, const char *key, char *buf, size_t size)) {
+        struct table t = { .n_cols = n_cols };
+        int r = 0;
+
+        for (size_t c = 0; c < n_cols && r >= 0; c++)
+                r = table_add(&t, columns[c][1]);
+        for (size_t i = 0; i < json_object_array_length(all) && r >= 0; i++)
+                for (size_t c = 0; c < n_cols && r >= 0; c++) {
+                        struct json_object *o = json_object_array_get_idx(all, i);
+                        char buf[600];
+                        const char *v = cell ? cell(o, columns[c][0], buf, sizeof buf) : NULL;
+
+                        r = table_add(&t, v ? v : field(o, columns[c][0]));
+                }
+        if (r >= 0)
+                table_print(&t);
+        else
+                err("out of memory");
+        table_free(&t);
+        return r;
+}
+
 static const char *const device_columns[][2] = {
         { "id", "ID" }, { "state", "STATE" }, { "subject", "SUBJECT" }, { "serial", "SERIAL" },
         { "not_after", "NOT AFTER" }, { "renew_at", "RENEW AT" }, { "last_seen", "LAST SEEN" },
@@ -607,22 +633,10 @@ static int cmd_devices(sd_bus *bus) {
                 return EXIT_OK;
         }
 
-        struct table t = { .n_cols = N_DEVICE_COLUMNS };
         size_t n = json_object_array_length(all);
 
-        r = 0;
-        for (size_t c = 0; c < N_DEVICE_COLUMNS && r >= 0; c++)
-                r = table_add(&t, device_columns[c][1]);
-        for (size_t i = 0; i < n && r >= 0; i++)
-                for (size_t c = 0; c < N_DEVICE_COLUMNS && r >= 0; c++)
-                        r = table_add(&t, field(json_object_array_get_idx(all, i), device_columns[c][0]));
-        if (r < 0) {
-                table_free(&t);
-                err("out of memory");
+        if (print_objects(device_columns, N_DEVICE_COLUMNS, all, NULL) < 0)
                 return EXIT_FAILED;
-        }
-        table_print(&t);
-        table_free(&t);
         printf("\n%zu device%s listed", n, n == 1 ? "" : "s");
         if (arg_offset > 0 || arg_offset + n < total)
                 printf(" (%" PRIu64 "-%" PRIu64 " of %" PRIu64 ")",
@@ -731,25 +745,19 @@ static const char *const admitted_columns[][2] = {
 };
 #define N_ADMITTED_COLUMNS (sizeof admitted_columns / sizeof admitted_columns[0])
 
-static int admitted_row(struct table *t, struct json_object *e) {
-        int r = 0;
-
-        for (size_t c = 0; c < N_ADMITTED_COLUMNS && r >= 0; c++) {
-                const char *v = field(e, admitted_columns[c][0]);
-                char kid[600];
-
-                if (strcmp(admitted_columns[c][0], "value") == 0 && strcmp(field(e, "kind"), "sender-kid") == 0) {
-                        sender_kid_text(v, kid, sizeof kid);
-                        v = kid;
-                }
-                r = table_add(t, strcmp(admitted_columns[c][0], "label") == 0 && strcmp(v, "-") == 0 ? "(all)" : v);
+/* a senderKID as text and hex, an entry for every path as "(all)" */
+static const char *admitted_cell(struct json_object *e, const char *key, char *buf, size_t size) {
+        if (strcmp(key, "value") == 0 && strcmp(field(e, "kind"), "sender-kid") == 0) {
+                sender_kid_text(field(e, "value"), buf, size);
+                return buf;
         }
-        return r;
+        if (strcmp(key, "label") == 0 && !json_object_object_get_ex(e, "label", NULL))
+                return "(all)";
+        return NULL;
 }
 
 static int cmd_admitted(sd_bus *bus) {
         _cleanup_(json_putp) struct json_object *all = json_object_new_array();
-        struct table t = { .n_cols = N_ADMITTED_COLUMNS };
         uint64_t total = 0;
         size_t n;
         int r;
@@ -768,18 +776,8 @@ static int cmd_admitted(sd_bus *bus) {
                 printf("No identity is admitted.\n");
                 return EXIT_OK;
         }
-        r = 0;
-        for (size_t c = 0; c < N_ADMITTED_COLUMNS && r >= 0; c++)
-                r = table_add(&t, admitted_columns[c][1]);
-        for (size_t i = 0; i < n && r >= 0; i++)
-                r = admitted_row(&t, json_object_array_get_idx(all, i));
-        if (r < 0) {
-                table_free(&t);
-                err("out of memory");
+        if (print_objects(admitted_columns, N_ADMITTED_COLUMNS, all, admitted_cell) < 0)
                 return EXIT_FAILED;
-        }
-        table_print(&t);
-        table_free(&t);
         printf("\n%zu identit%s admitted.\n", n, n == 1 ? "y" : "ies");
         return EXIT_OK;
 }

@@ -1311,10 +1311,31 @@ static bool state_valid(const char *state) {
         return false;
 }
 
+/* every row of the bound statement S as one json object (TO_JSON) in an array */
+static int rows_json(struct registry *r, sqlite3_stmt *s, struct json_object *(*to_json)(sqlite3_stmt *),
+                     struct json_object **ret) {
+        struct json_object *a = json_object_new_array();
+        int k = a ? 0 : -ENOMEM;
+
+        while (k == 0 && (k = row(r, s)) > 0) {
+                struct json_object *o = to_json(s);
+
+                k = o && json_object_array_add(a, o) == 0 ? 0 : -ENOMEM;
+                if (k < 0)
+                        json_object_put(o);
+        }
+        done(s);
+        if (k < 0) {
+                json_object_put(a);
+                return k;
+        }
+        *ret = a;
+        return 0;
+}
+
 /* limit 0 or above REGISTRY_LIST_MAX (1000) gives REGISTRY_LIST_MAX */
 int registry_list(struct registry *r, const char *state, uint64_t offset, uint32_t limit,
                   struct json_object **devices, uint64_t *total) {
-        struct json_object *a;
         sqlite3_stmt *s;
         int k;
 
@@ -1333,29 +1354,11 @@ int registry_list(struct registry *r, const char *state, uint64_t offset, uint32
                 *total = k > 0 ? (uint64_t) sqlite3_column_int64(s, 0) : 0;
                 done(s);
         }
-        a = json_object_new_array();
-        if (!a)
-                return -ENOMEM;
         s = st(r, state ? ST_LIST_STATE : ST_LIST_ALL);
         sqlite3_bind_int64(s, 1, limit);
         sqlite3_bind_int64(s, 2, (int64_t) offset);
         bind_text(s, 3, state);
-        while ((k = row(r, s)) > 0) {
-                struct json_object *o = device_json(s);
-
-                if (!o || json_object_array_add(a, o) < 0) {
-                        json_object_put(o);
-                        k = -ENOMEM;
-                        break;
-                }
-        }
-        done(s);
-        if (k < 0) {
-                json_object_put(a);
-                return k;
-        }
-        *devices = a;
-        return 0;
+        return rows_json(r, s, device_json, devices);
 }
 
 static bool parse_id(const char *id, int64_t *ret) {
@@ -1604,7 +1607,6 @@ int registry_is_admitted(struct registry *r, enum registry_id_kind kind, const c
 
 int registry_admitted_list(struct registry *r, uint64_t offset, uint32_t limit, struct json_object **entries,
                            uint64_t *total) {
-        struct json_object *a;
         sqlite3_stmt *s;
         int k;
 
@@ -1619,26 +1621,8 @@ int registry_admitted_list(struct registry *r, uint64_t offset, uint32_t limit, 
         if (total)
                 *total = k > 0 ? (uint64_t) sqlite3_column_int64(s, 0) : 0;
         done(s);
-        a = json_object_new_array();
-        if (!a)
-                return -ENOMEM;
         s = st(r, ST_ADM_LIST);
         sqlite3_bind_int64(s, 1, limit);
         sqlite3_bind_int64(s, 2, (int64_t) offset);
-        while ((k = row(r, s)) > 0) {
-                struct json_object *o = admitted_json(s);
-
-                if (!o || json_object_array_add(a, o) < 0) {
-                        json_object_put(o);
-                        k = -ENOMEM;
-                        break;
-                }
-        }
-        done(s);
-        if (k < 0) {
-                json_object_put(a);
-                return k;
-        }
-        *entries = a;
-        return 0;
+        return rows_json(r, s, admitted_json, entries);
 }
