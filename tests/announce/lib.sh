@@ -18,6 +18,10 @@
 #   announce NAME FILE       cmpgwctl announce FILE (ctl NAME ...)
 #   signal_count NAME        how many signals NAME the monitor printed
 #   wait_file_size FILE N SECS   until FILE holds >= N bytes
+#   start_poll_fixture DIR PORT   ca_poll_fixture.py (it stands in for a CA
+#                            answering genm, which OpenSSL 3.0 cannot) on
+#                            127.0.0.1:PORT with its state in DIR, signing
+#                            as srv.pem; FX_PID, log $T/fixture.log
 #   enrol_node CN            ir through the gateway with the mock CA's secret
 #                            (it issues ee.pem), until DeviceEnrolled; DEV is
 #                            the device's id (start_monitor first)
@@ -88,6 +92,15 @@ wait_file_size() {
                 sleep 0.1
         done
         return 1
+}
+
+start_poll_fixture() {
+        "$ANN_PY" "$SRCDIR/tests/announce/ca_poll_fixture.py" --port "$2" --dir "$1" \
+                --signer-cert "$PKI/srv.pem" --signer-key "$PKI/srv.key" --extracerts "$PKI/ica-chain.pem" \
+                --trusted "$PKI/trusted.pem" >>"$T/fixture.log" 2>&1 &
+        FX_PID=$!
+        PIDS+=("$FX_PID")
+        wait_tcp "$FX_PID" "$2" 10 "$T/fixture.log"
 }
 
 enrol_node() {

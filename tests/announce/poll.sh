@@ -34,16 +34,6 @@ FX=$T/fx
 FX_PID=''
 ISSUING="O=cmpgw test/CN=cmpgw test issuing CA"
 
-# the fixture on $FX_PORT (the same port again after a stop)
-start_fixture() {
-        "$ANN_PY" "$SRCDIR/tests/announce/ca_poll_fixture.py" --port "$FX_PORT" --dir "$FX" \
-                --signer-cert "$PKI/srv.pem" --signer-key "$PKI/srv.key" --extracerts "$PKI/ica-chain.pem" \
-                --trusted "$PKI/trusted.pem" >>"$T/fixture.log" 2>&1 &
-        FX_PID=$!
-        PIDS+=("$FX_PID")
-        wait_tcp "$FX_PID" "$FX_PORT" 10 "$T/fixture.log"
-}
-
 polls() { [[ -f $FX/requests.log ]] && wc -l <"$FX/requests.log" || echo 0; }
 
 # wait_polls N: until the fixture has answered N more genm (at least one cycle each 3)
@@ -109,7 +99,7 @@ start_bus
 start_ca "$PKI"
 mkdir -p "$FX"
 FX_PORT=$(free_port tcp)
-start_fixture
+start_poll_fixture "$FX" "$FX_PORT"
 write_ann_config "$T/gw.json" "
 c['upstreams'][0]['default'] = True
 c['upstreams'].append({'name': 'pki', 'uri': 'http://127.0.0.1:$FX_PORT/pkix/', 'timeout': 5,
@@ -292,7 +282,7 @@ coap_req core -m get "$GW_URI/.well-known/core"
 expect_eq "$COAP_CODE" 2.05 "GET /.well-known/core while the polled upstream is down"
 ctl status status
 expect_rc status 0
-start_fixture
+start_poll_fixture "$FX" "$FX_PORT"      # the same port: the configured upstream comes back
 wait_log "poll of upstream pki: answered again after [0-9]+ failed polls" 30
 n_after=$(new_log | grep -c "poll of upstream pki failed" || true)
 log "backoff: $n_logged failure lines while down ($n_after in all), recovered"
