@@ -57,6 +57,8 @@ command -v coap-server-openssl >/dev/null || { echo "coap-server-openssl missing
 # lib.sh: temp dir, PKI, mock CA, free ports, coap_req, cleanup of PIDS on exit
 # shellcheck source=tests/integration/lib.sh disable=SC1091
 source tests/integration/lib.sh
+# shellcheck source=tests/bench/lib.sh disable=SC1091
+source tests/bench/lib.sh
 # shellcheck disable=SC2034  # read by lib.sh
 TEST_NAME=proxy-bench
 
@@ -68,20 +70,6 @@ ossl_cmp -cmd ir -ref "$CA_REF" -secret "$CA_SECRET" -newkey "$PKI/ee.key" -subj
         -implicit_confirm -disable_confirm -certout "$T/ee.pem" -trusted "$PKI/trusted.pem" \
         -reqout "$T/ir.der" -rspout "$T/ip.der" >>"$T/cap.log" 2>&1
 stop_ca
-
-# wait_coap NAME URI NEEDLE: until GET URI/.well-known/core mentions NEEDLE
-wait_coap() {
-        local body='' i
-        for ((i = 0; i < 50; i++)); do
-                body=$("$COAP_CLIENT" -B 1 -m get "$2/.well-known/core" 2>/dev/null || true)
-                [[ $body == *"$3"* ]] && return 0
-                sleep 0.1
-        done
-        fail "$1 does not answer on $2 (last: '$body')"
-}
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # ---- the one upstream (stands in for a CoAP CA)
 UP_PORT=$(free_port udp)

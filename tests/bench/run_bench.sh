@@ -26,9 +26,9 @@ while (($#)); do
 done
 export CMPGWD=$PWD/build/daemon/cmpgwd CMPCOAP=$PWD/build/cli/cmpcoap SRCDIR=$PWD
 BENCH=$PWD/build/tests/bench/cmpgw_bench
-command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 1; }
 [[ -x $BENCH ]] || { echo "no $BENCH: build first" >&2; exit 1; }
 source tests/integration/lib.sh
+source tests/bench/lib.sh
 TEST_NAME=bench
 
 make_pki
@@ -39,36 +39,10 @@ ossl_cmp -cmd ir -ref "$CA_REF" -secret "$CA_SECRET" -newkey "$PKI/ee.key" -subj
         -reqout "$T/ir.der" -rspout "$T/ip.der" >>"$T/cap.log" 2>&1
 stop_ca
 
-# nginx: static files cannot be POSTed to, so 405 is turned into the file
-NGX_PORT=$(free_port tcp)
-mkdir -p "$T/www/pkix" "$T/ngx"
+mkdir -p "$T/www/pkix"
 cp "$T/genp.der" "$T/www/pkix/genp"
 cp "$T/ip.der" "$T/www/pkix/ip"
-# the worker must read the files in our private temp dir
-user_line=''
-((EUID == 0)) && user_line='user root;'
-cat >"$T/ngx/nginx.conf" <<NGX
-$user_line
-worker_processes 1;
-pid $T/ngx/nginx.pid;
-error_log $T/ngx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $T/ngx/body;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$NGX_PORT;
-        root $T/www;
-        default_type application/pkixcmp;
-        error_page 405 =200 \$uri;
-    }
-}
-NGX
-nginx -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
-for _ in $(seq 50); do [[ -s $T/ngx/nginx.pid ]] && break; sleep 0.1; done
-NGX_PID=$(cat "$T/ngx/nginx.pid")
-PIDS+=("$NGX_PID")
+start_nginx "$T/www"
 
 bench_config() {        # CONF ANSWER: one upstream, nginx serving ANSWER
         GW_PORT=''
@@ -83,10 +57,7 @@ bench_gw_start() {      # CONF
         "$CMPGWD" --config "$1" >>"$T/gw.log" 2>&1 &
         GW_PID=$!
         PIDS+=("$GW_PID")
-        for _ in $(seq 50); do
-                [[ $("$COAP_CLIENT" -B 1 -m get "$GW_URI/.well-known/core" 2>/dev/null) == *ct=259* ]] && break
-                sleep 0.1
-        done
+        wait_coap cmpgwd "$GW_URI" 'ct=259'
 }
 
 run_case() {    # NAME REQUEST ANSWER
@@ -98,9 +69,9 @@ run_case() {    # NAME REQUEST ANSWER
         cmp -s "$COAP_BODY" "$T/www/pkix/$ans" || fail "$name: the gateway's answer differs from the upstream's"
         local http coap rss0 rss1
         http=$("$BENCH" http "http://127.0.0.1:$NGX_PORT/pkix/$ans" "$req" --nodes "$NODES" --requests "$REQUESTS")
-        rss0=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+        rss0=$(rss_kb "$GW_PID")
         coap=$("$BENCH" coap "$GW_URI/.well-known/cmp" "$req" --nodes "$NODES" --requests "$REQUESTS")
-        rss1=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+        rss1=$(rss_kb "$GW_PID")
         stop_gw
         echo "case=$name request=$(stat -c %s "$req")B answer=$(stat -c %s "$T/www/pkix/$ans")B"
         echo "  direct  $http"
