@@ -25,18 +25,18 @@
 
 /* 2: the listener's host is the address, 1: a wildcard, 0: neither */
 static int host_matches(const char *host, const coap_address_t *local) {
-        unsigned char a[sizeof(struct in6_addr)];
+        union { struct in_addr v4; struct in6_addr v6; } a;
         int family = local->addr.sa.sa_family;
 
-        if (inet_pton(AF_INET, host, a) == 1) {
-                if (((struct in_addr *) a)->s_addr == htonl(INADDR_ANY))
+        if (inet_pton(AF_INET, host, &a.v4) == 1) {
+                if (a.v4.s_addr == htonl(INADDR_ANY))
                         return 1;
-                return family == AF_INET && memcmp(a, &local->addr.sin.sin_addr, 4) == 0 ? 2 : 0;
+                return family == AF_INET && a.v4.s_addr == local->addr.sin.sin_addr.s_addr ? 2 : 0;
         }
-        if (inet_pton(AF_INET6, host, a) == 1) {
-                if (memcmp(a, &in6addr_any, sizeof in6addr_any) == 0)
+        if (inet_pton(AF_INET6, host, &a.v6) == 1) {
+                if (IN6_IS_ADDR_UNSPECIFIED(&a.v6))
                         return 1;
-                return family == AF_INET6 && memcmp(a, &local->addr.sin6.sin6_addr, 16) == 0 ? 2 : 0;
+                return family == AF_INET6 && IN6_ARE_ADDR_EQUAL(&a.v6, &local->addr.sin6.sin6_addr) ? 2 : 0;
         }
         return 0;
 }

@@ -5,8 +5,10 @@
 #   listen[0] coap://  open        (start-up probe; per-label policy)
 #   listen[1] coap://  registered
 #   listen[2] coaps:// registered, PSK and certificates, relay "gw-relay"
+#   listen[3] coap://0.0.0.0 open (a wildcard address)
 #   admission.labels: factory → registered
-# (a) the open listener enrols an unknown node;
+# (a) the open listeners enrol an unknown node (the wildcard one too: a
+#     request no listener claimed would be taken as "registered");
 # (b) the registered listener refuses an unknown node with 4.03 (its
 #     sender and senderKID are not admitted) and nothing reaches the CA;
 #     `device add --sender` admits it (plain coap), `device remove` (in the
@@ -51,15 +53,17 @@ printf 'r3lay-key\n' >"$T/relay.key"
 
 REG_PORT=$(free_port udp)
 DTLS_PORT=$(free_port udp)
+WILD_PORT=$(free_port udp)
 write_dbus_config "$T/gw.json"
-/usr/bin/python3 - "$T/gw.json" "$REG_PORT" "$DTLS_PORT" "$T/psk.txt" "$P" <<'PY'
+/usr/bin/python3 - "$T/gw.json" "$REG_PORT" "$DTLS_PORT" "$T/psk.txt" "$P" "$WILD_PORT" <<'PY'
 import json, sys
-f, reg, dtls, psk, p = sys.argv[1:]
+f, reg, dtls, psk, p, wild = sys.argv[1:]
 c = json.load(open(f))
 c["listen"].append({"uri": "coap://127.0.0.1:%s" % reg, "admission": "registered"})
 c["listen"].append({"uri": "coaps://127.0.0.1:%s" % dtls, "admission": "registered", "psk_file": psk,
                     "certificate": p + "/gw-dtls-chain.pem", "private_key": p + "/gw-dtls.key",
                     "client_ca": p + "/chain.pem", "relays": ["gw-relay"]})
+c["listen"].append({"uri": "coap://0.0.0.0:%s" % wild})
 c["admission"] = {"labels": {"factory": "registered"}}
 json.dump(c, open(f, "w"), indent=2)
 PY
@@ -107,9 +111,10 @@ stat_of() {     # stat_of KEY: a GetStatistics counter
         json_get "$T/stats.out" "j['$1']"
 }
 
-step "(a) the open listener enrols a node nobody admitted"
+step "(a) the open listeners enrol a node nobody admitted"
 enrols open ir --server "$OPEN" "${MAC[@]}" --subject /CN=node-open
-log "ok: enrolled on the open listener"
+enrols open-wildcard ir --server "coap://127.0.0.1:$WILD_PORT/.well-known/cmp" "${MAC[@]}" --subject /CN=node-open
+log "ok: enrolled on the open listeners"
 
 step "(b) the registered listener refuses an unknown node: 4.03, nothing reaches the CA"
 refused plain-unknown 4.03 "not admitted: sender CN=node-plain is not registered" \
