@@ -55,7 +55,7 @@ struct poller {
 
         /* what the upstream said */
         STACK_OF(X509) *ca_certs;       /* its last caCerts answer: CRL issuers */
-        char root_seen[65];             /* SHA-256 of the last newWithNew handled */
+        X509 *root_seen;                /* the last newWithNew handled */
 
         /* the running cycle: one genm transaction per kind, in turn */
         sd_event_source *timer;
@@ -90,6 +90,7 @@ static void poller_free(struct poller *p) {
         sd_event_source_disable_unref(p->timer);
         OPENSSL_free(p->genm);
         sk_X509_pop_free(p->ca_certs, X509_free);
+        X509_free(p->root_seen);
         X509_free(p->root);
         X509_STORE_free(p->trusted);
         cmp_genm_creds_clear(&p->creds);
@@ -114,16 +115,6 @@ struct ann_poll_set *ann_poll_set_free(struct ann_poll_set *set) {
 
 /* ---- turning answers into announcements ---- */
 
-static void cert_sha256(X509 *x, char out[65]) {
-        unsigned char md[32];
-        unsigned int n = 0;
-
-        out[0] = '\0';
-        if (X509_digest(x, EVP_sha256(), md, &n) == 1)
-                for (unsigned i = 0; i < n && i < 32; i++)
-                        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* Sign SPEC with the gateway's key and publish it like any announcement:
  * the store validates it against announcements.trusted (CRLs against their
  * issuer) before anything changes. EXTRA: more extraCerts, or NULL. */
@@ -134,11 +125,19 @@ static int publish(struct poller *p, const struct cmp_ann_spec *spec, STACK_OF(X
         int k;
 
         *why = NULL;
-        for (int i = 0; chain && i < sk_X509_num(extra); i++)
-                if (sk_X509_find(chain, sk_X509_value(extra, i)) < 0 && !sk_X509_push(chain, sk_X509_value(extra, i)))
-                        break;
         if (!chain)
                 return log_reason(why, -ENOMEM, "out of memory");
+        for (int i = 0; i < sk_X509_num(extra); i++) {
+                X509 *x = sk_X509_value(extra, i);
+                bool have = X509_cmp(x, p->creds.cert) == 0;
+
+                for (int j = 0; j < sk_X509_num(chain) && !have; j++)
+                        have = X509_cmp(x, sk_X509_value(chain, j)) == 0;
+                if (!have && !sk_X509_push(chain, x)) {
+                        sk_X509_free(chain);
+                        return log_reason(why, -ENOMEM, "out of memory");
+                }
+        }
         k = cmp_ann_build(spec, p->creds.cert, p->creds.key, chain, &der, &len);
         sk_X509_free(chain);
         if (k < 0)
@@ -210,26 +209,30 @@ static bool root_announced(const struct poller *p, X509 *new_with_new) {
         return same;
 }
 
+static void root_handled(struct poller *p, X509 *new_with_new) {
+        X509_free(p->root_seen);
+        p->root_seen = X509_up_ref(new_with_new) ? new_with_new : NULL;
+}
+
 /* §4.3.2: a CKUANN for a root CA update not announced yet */
 static void take_root_update(struct poller *p, struct cmp_genp *g) {
         struct cmp_ann_spec spec = { .kind = CMP_ANN_CKUANN,
                                      .certs = { g->old_with_new, g->new_with_old, g->new_with_new } };
         const char *broken;
-        char h[65], *why = NULL;
+        char *why = NULL;
         int k;
 
-        cert_sha256(g->new_with_new, h);
-        if (strcmp(h, p->root_seen) == 0)
+        if (p->root_seen && X509_cmp(p->root_seen, g->new_with_new) == 0)
                 return;         /* the same answer as last time: handled */
         if (root_announced(p, g->new_with_new)) {
-                memcpy(p->root_seen, h, sizeof h);
+                root_handled(p, g->new_with_new);
                 return;
         }
         broken = root_update_broken(p, g);
         ERR_clear_error();
         if (broken) {
                 log_warning("poll of upstream %s: root CA update not announced: %s", p->name, broken);
-                memcpy(p->root_seen, h, sizeof h);
+                root_handled(p, g->new_with_new);
                 return;
         }
         k = publish(p, &spec, NULL, &why);
@@ -238,29 +241,21 @@ static void take_root_update(struct poller *p, struct cmp_genp *g) {
                             why ? why : strerror(-k));
         else {
                 log_info("poll of upstream %s: root CA update announced (CKUANN)", p->name);
-                memcpy(p->root_seen, h, sizeof h);
+                root_handled(p, g->new_with_new);
         }
         free(why);
 }
 
-static bool crl_cached(const struct announce *store, X509_CRL *crl) {
-        unsigned char *der = NULL, md[32];
-        unsigned int n = 0;
-        char hex[65];
-        int len = i2d_X509_CRL(crl, &der);
-        bool found = false;
+/* Is CRL the one the cache holds for its issuer (the same encoding)? */
+static bool crl_cached(const struct announce *store, const X509_CRL *crl) {
+        for (size_t i = 0; i < announce_n_crls(store); i++) {
+                struct announce_crl_info ci;
 
-        if (len > 0 && EVP_Digest(der, (size_t) len, md, &n, EVP_sha256(), NULL) && n == 32) {
-                for (unsigned i = 0; i < 32; i++)
-                        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-                for (size_t i = 0; i < announce_n_crls(store) && !found; i++) {
-                        struct announce_crl_info ci;
-                        announce_crl_info(store, i, &ci);
-                        found = strcmp(ci.sha256, hex) == 0;
-                }
+                announce_crl_info(store, i, &ci);
+                if (X509_CRL_match(ci.crl, crl) == 0)
+                        return true;
         }
-        OPENSSL_free(der);
-        return found;
+        return false;
 }
 
 /* CA certificates that may have issued CRL: to go into the CRLANN's
