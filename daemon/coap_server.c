@@ -70,11 +70,19 @@ struct coap_server {
         uint8_t dtls_dummy_key[32];
 
         /* ann observers (RFC 7641), as far as we know them; see "announcements" */
-        LIST_HEAD(struct ann_observer, observers);
+        struct ann_observer **observers;        /* OBSERVER_BUCKETS lists, by session */
         unsigned n_observers;
         bool ann_observable;                    /* libcoap registers new observers */
         struct log_ratelimit limited_log, psk_log;
         sd_event_source *ann_keepalive;         /* the periodic Confirmable notification */
+        /* the fan-out under way: observers whose generation differs are due */
+        uint32_t ann_generation;
+        uint32_t ann_observe;                   /* Observe value of our notifications */
+        size_t fanout_bucket;                   /* OBSERVER_BUCKETS: no fan-out */
+        struct ann_observer *fanout_next;       /* in fanout_bucket; NULL: its first */
+        unsigned fanout_due;                    /* answers to notifications not heard yet */
+        uint64_t fanout_heard_usec;             /* when a datagram came last */
+        sd_event_source *fanout_timer;          /* the first step, and one after a stall */
 };
 
 /* libcoap 4.3.1 has no application data on a context; cmpgwd runs one. */
@@ -1063,19 +1071,37 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  * same store (labels route requests to upstreams; announcements are
  * gateway-wide for now).
  *
- * The ann resources are observable; notifications are Confirmable
- * (COAP_RESOURCE_FLAGS_NOTIFY_CON), and every ANN_KEEPALIVE_SEC all
- * observers get the current representation again as a Confirmable
- * notification, so that observers that are gone are dropped by libcoap (RFC
- * 7641 §4.5: at least every 24 h).
+ * The ann resources are observable; notifications are Confirmable, and
+ * every ANN_KEEPALIVE_SEC all observers get the current representation
+ * again as a Confirmable notification, so that observers that are gone are
+ * dropped by libcoap (RFC 7641 §4.5: at least every 24 h).
+ *
+ * The fan-out: cmpgwd sends the notifications itself, not through
+ * coap_resource_notify_observers(). libcoap 4.3.1 sends to every observer
+ * at once: the answers of n observers (an ACK, and a Block2 GET per further
+ * block) overflow the socket's receive buffer (about 250 datagrams by
+ * default) before the gateway reads any, and every one lost costs a
+ * retransmission 2-3 s later; its retransmission queue is a sorted list,
+ * n² for n in flight; 10,000 observers took minutes (doc/performance.md).
+ * And it sends nothing while the resources are not observable (at
+ * announcements.max_observers). So notifications go out only when nothing
+ * waits to be read, and while fewer than FANOUT_WINDOW answers are due:
+ * every datagram read counts as one, and after FANOUT_STALL_USEC without
+ * any, what is due is written off (lost, or observers that are gone). Each
+ * is what libcoap would send (the observer's token, an Observe value, the
+ * representation or its block 0 in the block size the observer asked for);
+ * the Observe values come from our own counter, which starts above the one
+ * libcoap puts in registration answers (RFC 7641 §3.4: ordering). libcoap
+ * still keeps the observers: registrations, cancellations, and dropping one
+ * whose Confirmable notification failed or was reset.
  *
  * Limits: libcoap 4.3.1 has no public way to refuse one observer (it adds
  * the observer before our handler runs, and only an error answer removes
  * it). So:
  *   - announcements.max_observers: while that many are registered the ann
  *     resources are made not observable, so a GET with Observe gets 2.05
- *     without the Observe option (§2.6 allows it); notifications switch it
- *     on for the moment they are sent.
+ *     without the Observe option (§2.6 allows it); the observers registered
+ *     are notified all the same.
  *   - announcements.max_observers_per_peer (per IP address): a registration
  *     over it is answered 4.29 with Max-Age, which ends it (libcoap 4.3.1
  *     registers an observer before our handler runs and drops it, without
@@ -1084,17 +1110,25 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  * deregistrations, failed or reset Confirmable notifications (the NACK
  * handler), sessions that end. */
 
-
 #define ANN_KEEPALIVE_SEC (12 * 3600)
 #define ANN_MAX_AGE 86400
 
+/* Observers are found by session in a hash: every lookup walking all of
+ * them made a fan-out to n observers cost n². */
+#define OBSERVER_BUCKETS 8192           /* power of two */
+#define FANOUT_WINDOW 128               /* answers due: half of a default receive buffer */
+#define FANOUT_STALL_USEC 50000
+#define ANN_OBSERVE_FIRST 16            /* above libcoap's in registration answers (2) */
+#define NO_SZX 0xff
+
 struct ann_observer {
         LIST_FIELDS(struct ann_observer, observers);
-        coap_session_t *session;        /* compared, never dereferenced */
+        coap_session_t *session;        /* libcoap holds it while it holds the observer */
         coap_resource_t *resource;
+        uint32_t generation;            /* of the last representation it was sent */
         uint8_t token[8];
-        size_t token_len;
-        char addr[64];                  /* the peer's IP address */
+        uint8_t token_len;
+        uint8_t szx;                    /* the block size it asked for (RFC 7959 §2.4), or NO_SZX */
         struct peer_key key;            /* counted in its peer_limits */
 };
 
@@ -1111,11 +1145,19 @@ static void peer_address(coap_session_t *session, char *buf, size_t size) {
                 snprintf(buf, size, "?");
 }
 
+static struct ann_observer **observer_bucket(struct coap_server *s, const coap_session_t *session) {
+        uint64_t h = (uintptr_t) session;
+
+        h ^= h >> 17;                   /* sessions are allocations: mix the high bits in */
+        h *= 0x9e3779b97f4a7c15ULL;
+        return &s->observers[(h >> 32) & (OBSERVER_BUCKETS - 1)];
+}
+
 static struct ann_observer *observer_find(struct coap_server *s, coap_session_t *session,
                                           const uint8_t *token, size_t token_len) {
         struct ann_observer *o;
 
-        for (o = s->observers; o; o = o->observers_next)
+        for (o = *observer_bucket(s, session); o; o = o->observers_next)
                 if (o->session == session && o->token_len == token_len &&
                     memcmp(o->token, token, token_len) == 0)
                         return o;
@@ -1123,8 +1165,10 @@ static struct ann_observer *observer_find(struct coap_server *s, coap_session_t 
 }
 
 static void observer_free(struct coap_server *s, struct ann_observer *o) {
+        if (s->fanout_next == o)
+                s->fanout_next = o->observers_next;
         peer_limits_drop(s->manager->peers, &o->key, PEER_OBSERVERS);
-        LIST_REMOVE(observers, s->observers, o);
+        LIST_REMOVE(observers, *observer_bucket(s, o->session), o);
         s->n_observers--;
         free(o);
 }
@@ -1151,20 +1195,25 @@ static void ann_update_observable(struct coap_server *s) {
         }
 }
 
+/* registered now: the answer carries the current representation */
 static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t *resource,
-                                         coap_session_t *session, coap_bin_const_t token) {
+                                         coap_session_t *session, const coap_pdu_t *request) {
+        coap_bin_const_t token = coap_pdu_get_token(request);
         struct ann_observer *o = calloc(1, sizeof *o);
+        struct coap_block_opt b2;
 
         if (!o)
                 return NULL;
         o->session = session;
         o->resource = resource;
-        o->token_len = token.length < sizeof o->token ? token.length : sizeof o->token;
+        o->generation = s->ann_generation;
+        o->token_len = (uint8_t) (token.length < sizeof o->token ? token.length : sizeof o->token);
         memcpy(o->token, token.s, o->token_len);
-        peer_address(session, o->addr, sizeof o->addr);
+        coap_block_opt_get(session, request, COAP_OPTION_BLOCK2, &b2);
+        o->szx = b2.valid ? (uint8_t) b2.szx : NO_SZX;
         peer_key_of_session(session, &o->key);
         peer_limits_add(s->manager->peers, &o->key, PEER_OBSERVERS, now_usec(s));
-        LIST_PREPEND(observers, s->observers, o);
+        LIST_PREPEND(observers, *observer_bucket(s, session), o);
         s->n_observers++;
         return o;
 }
@@ -1172,7 +1221,7 @@ static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t 
 static void observers_drop_session(struct coap_server *s, coap_session_t *session) {
         struct ann_observer *o, *n;
 
-        LIST_FOREACH_SAFE(observers, o, n, s->observers)
+        LIST_FOREACH_SAFE(observers, o, n, *observer_bucket(s, session))
                 if (o->session == session)
                         observer_free(s, o);
         ann_update_observable(s);
@@ -1181,12 +1230,13 @@ static void observers_drop_session(struct coap_server *s, coap_session_t *sessio
 static void observers_drop_resources(struct coap_server *s, coap_resource_t *const *res, size_t n_res) {
         struct ann_observer *o, *n;
 
-        LIST_FOREACH_SAFE(observers, o, n, s->observers)
-                for (size_t i = 0; i < n_res; i++)
-                        if (o->resource == res[i]) {
-                                observer_free(s, o);
-                                break;
-                        }
+        for (size_t b = 0; b < OBSERVER_BUCKETS; b++)
+                LIST_FOREACH_SAFE(observers, o, n, s->observers[b])
+                        for (size_t i = 0; i < n_res; i++)
+                                if (o->resource == res[i]) {
+                                        observer_free(s, o);
+                                        break;
+                                }
 }
 
 /* a Confirmable notification failed or was reset: libcoap drops the observer */
@@ -1202,8 +1252,12 @@ static void nack_handler(coap_session_t *session, const coap_pdu_t *sent,
         o = observer_find(s, session, token.s, token.length);
         if (!o)
                 return;
-        log_debug("announcements: observer %s gone (%s)", o->addr,
-                  reason == COAP_NACK_RST ? "reset" : "no acknowledgement");
+        if (log_get_max_level() >= LOG_LVL_DEBUG) {
+                char addr[64];
+                peer_address(session, addr, sizeof addr);
+                log_debug("announcements: observer %s gone (%s)", addr,
+                          reason == COAP_NACK_RST ? "reset" : "no acknowledgement");
+        }
         observer_free(s, o);
         ann_update_observable(s);
 }
@@ -1234,7 +1288,6 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const coap_string_t *query,
                            coap_pdu_t *response) {
         struct coap_server *s = server_of(session);
-        bool notification = coap_pdu_get_type(response) == COAP_MESSAGE_CON;
         coap_bin_const_t token = coap_pdu_get_token(request);
         coap_opt_iterator_t it;
         coap_opt_t *obs;
@@ -1251,25 +1304,25 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
         if (obs)
                 observe = (int) coap_decode_var_bytes(coap_opt_value(obs), coap_opt_length(obs));
         o = observer_find(s, session, token.s, token.length);
-        if (!notification && !o && !admit_start(s, session, response))
+        if (!o && !admit_start(s, session, response))
                 return;         /* 4.29: libcoap drops the observer it just added */
-        if (observe == COAP_OBSERVE_CANCEL && o && !notification) {
+        if (observe == COAP_OBSERVE_CANCEL && o) {
                 observer_free(s, o);
                 ann_update_observable(s);
                 o = NULL;
         } else if (observe == COAP_OBSERVE_ESTABLISH && is_ann_resource(resource) &&
-                   (notification || s->ann_observable) && !o) {
+                   s->ann_observable && !o) {
                 /* libcoap holds an observer for this token: ours too, unless
                  * the peer has its share. libcoap 4.3.1 registers it before
                  * this handler and cannot drop one; an error answer is the
                  * one way to end it: 4.29 carries no Observe (RFC 7641 §4.1) */
                 struct peer_key k;
                 peer_key_of_session(session, &k);
-                if (!notification && peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >=
-                                     s->manager->config->ann_max_observers_per_peer)
+                if (peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >=
+                    s->manager->config->ann_max_observers_per_peer)
                         return refuse_peer(s, session, response, &s->manager->stats.limited_observers,
                                            OBSERVER_RETRY_SEC, "announcements.max_observers_per_peer");
-                if (observer_add(s, resource, session, token))
+                if (observer_add(s, resource, session, request))
                         ann_update_observable(s);
         }
         ann_answer_content(s, resource, session, request, query, response);
@@ -1283,19 +1336,107 @@ static void handle_ann_other(coap_resource_t *resource, coap_session_t *session,
         answer_error(response, 405, -1, "announcements take GET (RFC 9482, section 2.6)");
 }
 
+/* One Confirmable notification (RFC 7641 §4.2) of the current
+ * representation to O: its token, our Observe value, all of the body or
+ * its block 0 (RFC 7959 §2.6) in the block size O asked for. */
+static int ann_send_notification(struct coap_server *s, struct ann_observer *o) {
+        coap_pdu_t *pdu, *asked = NULL;
+        uint8_t buf[4];
+
+        if (o->szx != NO_SZX) {
+                /* coap_block_answer() reads the block size from a request */
+                if (!(asked = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, 0, 8)))
+                        return -ENOMEM;
+                coap_add_option(asked, COAP_OPTION_BLOCK2, coap_encode_var_safe(buf, sizeof buf, o->szx), buf);
+        }
+        pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_RESPONSE_CODE_CONTENT, coap_new_message_id(o->session),
+                            coap_session_max_pdu_size(o->session));
+        if (!pdu) {
+                coap_delete_pdu(asked);
+                return -ENOMEM;
+        }
+        coap_add_token(pdu, o->token_len, o->token);
+        add_uint_option(pdu, COAP_OPTION_OBSERVE, s->ann_observe);
+        ann_answer_content(s, o->resource, o->session, asked, NULL, pdu);
+        coap_delete_pdu(asked);
+        return coap_send(o->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
+}
+
+/* The datagrams a notification brings back: its ACK, and a Block2 GET for
+ * each further block. */
+static unsigned ann_answers_per_notification(struct coap_server *s) {
+        struct announce_blob *b = announce_latest(s->manager->announce);
+        size_t block = s->manager->config->block_size;
+
+        return 1 + (b && b->len > 0 ? (unsigned) ((b->len - 1) / block) : 0);
+}
+
+/* HEARD datagrams came in: they pay for answers due. */
+static void ann_fanout_heard(struct coap_server *s, unsigned heard) {
+        uint64_t now = now_usec(s);
+
+        if (s->fanout_bucket >= OBSERVER_BUCKETS)
+                return;
+        if (heard > 0) {
+                s->fanout_due = s->fanout_due > heard ? s->fanout_due - heard : 0;
+                s->fanout_heard_usec = now;
+        } else if (now >= s->fanout_heard_usec + FANOUT_STALL_USEC) {
+                s->fanout_due = 0;      /* lost, or observers that are gone */
+                s->fanout_heard_usec = now;
+        }
+}
+
+/* Notify the observers the fan-out has not reached yet while fewer than
+ * FANOUT_WINDOW answers are due; then wait for them, or for the stall. */
+static void ann_fanout_step(struct coap_server *s) {
+        unsigned answers = ann_answers_per_notification(s);
+
+        while (s->fanout_bucket < OBSERVER_BUCKETS) {
+                struct ann_observer *o;
+                if (s->fanout_due >= FANOUT_WINDOW) {
+                        sd_event_source_set_time(s->fanout_timer, s->fanout_heard_usec + FANOUT_STALL_USEC);
+                        sd_event_source_set_enabled(s->fanout_timer, SD_EVENT_ONESHOT);
+                        return;
+                }
+                o = s->fanout_next ? s->fanout_next : s->observers[s->fanout_bucket];
+                if (!o) {
+                        s->fanout_bucket++;
+                        continue;
+                }
+                s->fanout_next = o->observers_next;
+                if (!s->fanout_next)
+                        s->fanout_bucket++;
+                if (o->generation == s->ann_generation)
+                        continue;       /* registered since: the answer had it */
+                o->generation = s->ann_generation;
+                if (ann_send_notification(s, o) < 0 && log_ratelimit_ok(&s->limited_log, now_usec(s)))
+                        log_warning("announcements: cannot notify an observer; it gets the next one");
+                s->fanout_due += answers;
+        }
+        sd_event_source_set_enabled(s->fanout_timer, SD_EVENT_OFF);
+}
+
+/* the first step, or a stall; with datagrams waiting, on_io goes on */
+static int on_fanout_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct coap_server *s = userdata;
+
+        ann_fanout_heard(s, 0);
+        if (!coap_loop_ready(s->ctx))
+                ann_fanout_step(s);
+        return 0;
+}
+
 /* Notify every observer of every ann resource: a new announcement, or the
- * periodic Confirmable one. libcoap sends them from coap_io_prepare_epoll(). */
+ * periodic Confirmable one. The first step runs from the loop. */
 static void ann_notify(struct coap_server *s) {
-        if (!s->ann_observable)
-                ann_set_observable(s, true);    /* notifications need it */
-        for (size_t i = 0; i < s->n_base_resources; i++)
-                if (is_ann_resource(s->base_resources[i]))
-                        coap_resource_notify_observers(s->base_resources[i], NULL);
-        for (size_t i = 0; i < s->n_label_resources; i++)
-                if (is_ann_resource(s->label_resources[i]))
-                        coap_resource_notify_observers(s->label_resources[i], NULL);
-        if (!s->ann_observable)
-                ann_set_observable(s, false);
+        s->ann_generation++;
+        s->ann_observe = (s->ann_observe + 1) & 0xffffff;      /* RFC 7641 §4.4: 24 bits */
+        s->fanout_bucket = 0;
+        s->fanout_next = NULL;
+        s->fanout_due = 0;
+        s->fanout_heard_usec = now_usec(s);
+        sd_event_source_set_time(s->fanout_timer, s->fanout_heard_usec);
+        sd_event_source_set_enabled(s->fanout_timer, SD_EVENT_ONESHOT);
 }
 
 void coap_server_announcement(struct coap_server *s) {
@@ -1490,7 +1631,9 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         struct coap_server *s = userdata;
 
-        coap_loop_dispatch(s->ctx);
+        ann_fanout_heard(s, coap_loop_dispatch(s->ctx));
+        if (s->fanout_bucket < OBSERVER_BUCKETS && !coap_loop_ready(s->ctx))
+                ann_fanout_step(s);
         return 0;
 }
 
@@ -1644,7 +1787,10 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         char prefix[] = ".well-known/cmp";
         int r, fd;
 
-        if (!s || !(s->kept = kept_answers_new(MAX_KEPT_ANSWERS))) {
+        if (!s || !(s->kept = kept_answers_new(MAX_KEPT_ANSWERS)) ||
+            !(s->observers = calloc(OBSERVER_BUCKETS, sizeof *s->observers))) {
+                if (s)
+                        kept_answers_free(s->kept);
                 free(s);
                 return -ENOMEM;
         }
@@ -1654,6 +1800,7 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         s->ctx = coap_new_context(NULL);
         if (!s->ctx) {
                 kept_answers_free(s->kept);
+                free(s->observers);
                 free(s);
                 return -ENOMEM;
         }
@@ -1665,6 +1812,8 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         coap_register_event_handler(s->ctx, event_handler);
         coap_register_nack_handler(s->ctx, nack_handler);
         s->ann_observable = c->ann_max_observers > 0;
+        s->ann_observe = ANN_OBSERVE_FIRST;
+        s->fanout_bucket = OBSERVER_BUCKETS;
         s->dtls_config = c;
         for (size_t i = 0; i < c->n_listen; i++)
                 if ((r = add_endpoint(s, &c->listen[i], i)) < 0)
@@ -1690,9 +1839,12 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
             (r = sd_event_add_time_relative(m->event, &s->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->ann_keepalive, CLOCK_MONOTONIC,
-                                            ANN_KEEPALIVE_SEC * 1000000ULL, 0, on_ann_keepalive, s)) < 0)
+                                            ANN_KEEPALIVE_SEC * 1000000ULL, 0, on_ann_keepalive, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->fanout_timer, CLOCK_MONOTONIC, 0, 0, on_fanout_timer, s)) < 0)
                 goto fail;
         sd_event_source_set_description(s->ann_keepalive, "coap-ann-keepalive");
+        sd_event_source_set_description(s->fanout_timer, "coap-ann-fanout");
+        sd_event_source_set_enabled(s->fanout_timer, SD_EVENT_OFF);
         sd_event_source_set_enabled(s->gc, SD_EVENT_ON);
         sd_event_source_set_enabled(s->tick, SD_EVENT_ON);
         sd_event_source_set_description(s->io, "coap-io");
@@ -1712,9 +1864,12 @@ struct coap_server *coap_server_free(struct coap_server *s) {
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
                 transfer_free(s, t);
         s->kept = kept_answers_free(s->kept);
-        while (s->observers)
-                observer_free(s, s->observers);
+        for (size_t b = 0; s->observers && b < OBSERVER_BUCKETS; b++)
+                while (s->observers[b])
+                        observer_free(s, s->observers[b]);
+        free(s->observers);
         sd_event_source_disable_unref(s->ann_keepalive);
+        sd_event_source_disable_unref(s->fanout_timer);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->tick);
         sd_event_source_disable_unref(s->gc);

@@ -6,9 +6,16 @@
  * expiry. So one IO source on that fd is all a loop needs. */
 #pragma once
 
+#include <stdbool.h>
+
 #include <coap3/coap.h>
 
-/* Handles what is ready on CTX's epoll fd, without waiting. libcoap walks
- * its sessions and arms its timer once, at the end (coap_io_do_epoll);
- * coap_io_process() would walk them twice more. */
-void coap_loop_dispatch(coap_context_t *ctx);
+/* Handles what is ready on CTX's epoll fd, without waiting, and returns
+ * how many events that was: one datagram read for each socket event
+ * (libcoap 4.3.1 reads one per event). libcoap walks all its sessions and
+ * arms its timer after each event (coap_io_do_epoll), so a datagram costs
+ * O(sessions); coap_io_process() would walk them twice more. */
+unsigned coap_loop_dispatch(coap_context_t *ctx);
+
+/* Is anything ready on CTX's epoll fd (a datagram waiting, a timer due)? */
+bool coap_loop_ready(coap_context_t *ctx);
