@@ -14,6 +14,9 @@
 #    the gateway's receive buffer (~250 datagrams): about 1,700 were lost
 #    and retransmitted after 2-3 s. No real peer can play 1,000 observers:
 #    tests/bench/fanout_bench (a raw CoAP client, see its header) does.
+# The gateway holds exactly announcements.max_observers (1,001): registered
+# observers are notified all the same (libcoap's notifier sends nothing
+# while the resource is not observable).
 set -euo pipefail
 # shellcheck source=tests/announce/lib.sh
 source "$(dirname "$0")/lib.sh"
