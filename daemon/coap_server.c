@@ -1840,7 +1840,9 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
             (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->ann_keepalive, CLOCK_MONOTONIC,
                                             ANN_KEEPALIVE_SEC * 1000000ULL, 0, on_ann_keepalive, s)) < 0 ||
-            (r = sd_event_add_time_relative(m->event, &s->fanout_timer, CLOCK_MONOTONIC, 0, 0, on_fanout_timer, s)) < 0)
+            /* accuracy 1 us: sd-event's default (0) lets a timer slip by up to 250 ms */
+            (r = sd_event_add_time_relative(m->event, &s->fanout_timer, CLOCK_MONOTONIC, 0, 1,
+                                            on_fanout_timer, s)) < 0)
                 goto fail;
         sd_event_source_set_description(s->ann_keepalive, "coap-ann-keepalive");
         sd_event_source_set_description(s->fanout_timer, "coap-ann-fanout");
