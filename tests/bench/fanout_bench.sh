@@ -3,7 +3,7 @@
 # fanned out by cmpgwd to N observers on loopback (issue 4).
 #
 #   tests/bench/fanout_bench.sh [--observers "N..."] [--rounds R] [--ann-size BYTES]
-#                               [--per-address K] [--perf]
+#                               [--per-address K] [--perf] [--baseline CMPGWD]
 #
 # Defaults: 10000 observers, 5 rounds, a CRLANN of at most 2048 bytes (two
 # Block2 blocks of 1024, the gateway's default coap.block_size), one
@@ -12,6 +12,9 @@
 # Each round of each count starts a fresh cmpgwd (its own registry and
 # announcement store, no --verbose, as in production) on the one private
 # dbus-daemon, runs tests/bench/fanout_bench against it and stops it by PID.
+# --baseline CMPGWD: every round runs that cmpgwd too (e.g. one built from
+# another commit), side by side with build/'s, and the summary gives the
+# ratios of the medians.
 # --perf records a CPU profile of cmpgwd during the fan-out of the first
 # round (perf record -g, the report of the fan-out alone in $T/perf-N.txt,
 # kept).
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/../.."
 if [[ -z ${FANOUT_NETNS:-} ]] && unshare -n true 2>/dev/null; then
         exec env FANOUT_NETNS=1 unshare -n bash -c 'ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
 fi
-COUNTS=10000 ROUNDS=5 ANN_SIZE=2048 PER_ADDRESS=1 PERF=0
+COUNTS=10000 ROUNDS=5 ANN_SIZE=2048 PER_ADDRESS=1 PERF=0 BASELINE=''
 while (($#)); do
         case $1 in
         --observers) COUNTS=$2; shift 2 ;;
@@ -32,12 +35,14 @@ while (($#)); do
         --ann-size) ANN_SIZE=$2; shift 2 ;;
         --per-address) PER_ADDRESS=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
-        *) echo "usage: $0 [--observers \"N...\"] [--rounds R] [--ann-size BYTES] [--per-address K] [--perf]" >&2; exit 2 ;;
+        --baseline) BASELINE=$2; shift 2 ;;
+        *) echo "usage: $0 [--observers \"N...\"] [--rounds R] [--ann-size BYTES] [--per-address K] [--perf] [--baseline CMPGWD]" >&2; exit 2 ;;
         esac
 done
 export CMPGWD=$PWD/build/daemon/cmpgwd CMPCOAP=$PWD/build/cli/cmpcoap CMPGWCTL=$PWD/build/cli/cmpgwctl SRCDIR=$PWD
 BENCH=$PWD/build/tests/bench/fanout_bench
 [[ -x $BENCH && -x $CMPGWD && -x $CMPGWCTL ]] || { echo "no $BENCH, cmpgwd or cmpgwctl: build first" >&2; exit 1; }
+[[ -z $BASELINE || -x $BASELINE ]] || { echo "--baseline $BASELINE: not an executable" >&2; exit 1; }
 # shellcheck source=tests/announce/lib.sh
 source tests/announce/lib.sh
 TEST_NAME=fanout
@@ -69,18 +74,20 @@ ANN_BYTES=$(stat -c %s "$T/ann.der")
 log "CRLANN: $ANN_BYTES bytes, a CRL with $n entries"
 
 # cmpgwd as in production (no --verbose), for N observers; sets GW_PID
-start_fanout_gw() {
-        local n=$1 round=$2 conf=$T/gw-$1-$2.json per_peer=$((PER_ADDRESS > 4 ? PER_ADDRESS : 4))
+start_fanout_gw() {     # BINARY N ROUND
+        local bin=$1 n=$2 round=$3 per_peer=$((PER_ADDRESS > 4 ? PER_ADDRESS : 4))
+        local dir=$T/r$round-$n-$(basename "$bin")
         GW_PORT=''
-        mkdir -p "$T/r$round-$n"
-        # max_observers: N must fit; per peer: K per address (default 4);
+        mkdir -p "$dir"
+        # max_observers: 2N, not at the limit (where cmpgwd before the paced
+        # fan-out sent nothing); per peer: K per address (default 4);
         # limits.rate (20/s, burst 40 per address) would refuse K > 1
         # observers per address that all fetch their blocks at once: off then
-        write_ann_config "$conf" "c['announcements']['max_observers'] = $n
+        write_ann_config "$dir/gw.json" "c['announcements']['max_observers'] = 2 * $n
 c['announcements']['max_observers_per_peer'] = $per_peer
-c['registry']['path'] = '$T/r$round-$n/registry.db'
+c['registry']['path'] = '$dir/registry.db'
 if $PER_ADDRESS > 1: c['limits'] = {'rate': 0}"
-        "$CMPGWD" --config "$conf" >>"$T/gw.log" 2>&1 &
+        "$bin" --config "$dir/gw.json" >>"$T/gw.log" 2>&1 &
         GW_PID=$!
         PIDS+=("$GW_PID")
         local i
@@ -93,10 +100,10 @@ if $PER_ADDRESS > 1: c['limits'] = {'rate': 0}"
         fail "cmpgwd did not start"
 }
 
-run_round() {   # N ROUND
-        local n=$1 round=$2 out rc=0 perf_pid=''
-        start_fanout_gw "$n" "$round"
-        if ((PERF && round == 1)); then
+run_round() {   # LABEL BINARY N ROUND
+        local label=$1 bin=$2 n=$3 round=$4 out rc=0 perf_pid=''
+        start_fanout_gw "$bin" "$n" "$round"
+        if ((PERF && round == 1)) && [[ $label == this ]]; then
                 perf record -k CLOCK_MONOTONIC --call-graph dwarf,16384 -F 499 -o "$T/perf-$n.data" -p "$GW_PID" >/dev/null 2>&1 &
                 perf_pid=$!
                 sleep 0.5
@@ -116,15 +123,18 @@ run_round() {   # N ROUND
         fi
         gw_alive
         stop_gw
-        echo "round=$round $out" | tee -a "$T/results.txt"
-        ((rc == 0)) || { tail -n 5 "$T/bench.log" >&2; fail "round $round with $n observers: not every observer got the announcement"; }
+        echo "gw=$label round=$round $out" | tee -a "$T/results.txt"
+        ((rc == 0)) || log "gw=$label round $round with $n observers: not every observer got the announcement in 60 s"
+        ((rc == 0)) || [[ $label != this ]] || THIS_FAILED=1
 }
+THIS_FAILED=0
 
-echo "observers=$COUNTS rounds=$ROUNDS announcement=${ANN_BYTES}B per_address=$PER_ADDRESS; $(nproc) cores;" \
+echo "observers=$COUNTS rounds=$ROUNDS announcement=${ANN_BYTES}B per_address=$PER_ADDRESS baseline=${BASELINE:-none}; $(nproc) cores;" \
         "load $(cut -d' ' -f1-3 /proc/loadavg); netns=${FANOUT_NETNS:-no}; $(date -u +%FT%TZ)"
 for ((r = 1; r <= ROUNDS; r++)); do
         for n in $COUNTS; do
-                run_round "$n" "$r"
+                [[ -z $BASELINE ]] || run_round base "$BASELINE" "$n" "$r"
+                run_round this "$CMPGWD" "$n" "$r"
         done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -139,10 +149,17 @@ keys = [("last_ms", "ms publish -> last observer complete"), ("first_ms", "ms pu
         ("session_bytes", "B/observer: libcoap session"), ("observer_bytes", "B/observer: observe registration"),
         ("bytes_per_observer", "B/observer: session + registration (RSS)"),
         ("fanout_bytes", "B/observer: growth during the fan-out")]
-for n in dict.fromkeys(r["observers"] for r in rows):
-    rs = [r for r in rows if r["observers"] == n]
-    print("observers=%s rounds=%d (median [min..max])" % (n, len(rs)))
+med = {}
+for gw, n in dict.fromkeys((r["gw"], r["observers"]) for r in rows):
+    rs = [r for r in rows if r["gw"] == gw and r["observers"] == n]
+    print("gw=%s observers=%s rounds=%d, complete %s (median [min..max])"
+          % (gw, n, len(rs), "/".join(r["ok"] for r in rs)))
     for k, what in keys:
         v = [float(r[k]) for r in rs]
-        print("  %-42s %10.1f  [%.1f .. %.1f]" % (what, statistics.median(v), min(v), max(v)))
+        med[gw, n, k] = statistics.median(v)
+        print("  %-42s %10.1f  [%.1f .. %.1f]" % (what, med[gw, n, k], min(v), max(v)))
+for gw, n, k in list(med):
+    if gw == "this" and ("base", n, k) in med and k in ("last_ms", "gw_tx") and med["base", n, k] > 0:
+        print("observers=%s %s this/base = %.3f" % (n, k, med[gw, n, k] / med["base", n, k]))
 PY
+((THIS_FAILED == 0)) || fail "build/'s cmpgwd did not deliver to every observer in every round"
