@@ -83,6 +83,7 @@ struct coap_server {
         unsigned fanout_due;                    /* answers to notifications not heard yet */
         uint64_t fanout_heard_usec;             /* when a datagram came last */
         sd_event_source *fanout_timer;          /* the first step, and one after a stall */
+        struct log_ratelimit notify_log;
 };
 
 /* libcoap 4.3.1 has no application data on a context; cmpgwd runs one. */
@@ -1409,7 +1410,7 @@ static void ann_fanout_step(struct coap_server *s) {
                 if (o->generation == s->ann_generation)
                         continue;       /* registered since: the answer had it */
                 o->generation = s->ann_generation;
-                if (ann_send_notification(s, o) < 0 && log_ratelimit_ok(&s->limited_log, now_usec(s)))
+                if (ann_send_notification(s, o) < 0 && log_ratelimit_ok(&s->notify_log, now_usec(s)))
                         log_warning("announcements: cannot notify an observer; it gets the next one");
                 s->fanout_due += answers;
         }
@@ -1797,6 +1798,7 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         s->manager = m;
         s->limited_log.what = "requests refused by limits";
         s->psk_log.what = "unknown PSK identities";
+        s->notify_log.what = "notifications not sent";
         s->ctx = coap_new_context(NULL);
         if (!s->ctx) {
                 kept_answers_free(s->kept);
