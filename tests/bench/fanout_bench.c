@@ -192,7 +192,8 @@ static void msg_opt(struct msg *m, uint16_t num, const uint8_t *v, size_t len) {
         m->b[m->len++] = (uint8_t) (d << 4 | l);
         memcpy(m->b + m->len, ext, ext_len);
         m->len += ext_len;
-        memcpy(m->b + m->len, v, len);
+        if (len)        /* an empty option may come with v == NULL */
+                memcpy(m->b + m->len, v, len);
         m->len += len;
         m->last_opt = num;
 }

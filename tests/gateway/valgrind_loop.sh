@@ -64,8 +64,11 @@ start_other_gw b "$T/b.json" "$B_PORT"
 # time) does not
 DTLS_PORT=$(free_port udp)
 DTLS_URI=coaps://127.0.0.1:$DTLS_PORT
+# the PSK identity is the CA's reference value: with MAC protection over a
+# PSK session the senderKID must name the PSK identity (admission binding)
+PSK_ID=$CA_REF
 PSK_KEY=k3y-for-node-psk
-printf 'node-psk:%s\n' "$PSK_KEY" >"$T/psk.txt"
+printf '%s:%s\n' "$PSK_ID" "$PSK_KEY" >"$T/psk.txt"
 chmod 600 "$T/psk.txt"
 write_ann_config "$T/gw.json" "
 c['upstreams'] = [
@@ -124,7 +127,7 @@ bad_input() {
         expect_code "garbage$n" 4.00 -m post -t 259 -f "$T/junk" "$CMP"
         expect_code "format$n" 4.15 -m post -t 0 -f "$T/req/genm.der" "$CMP"
         expect_code "path$n" 4.04 -m post -t 259 -f "$T/req/genm.der" "$CMP/p/no-such-label/x/y"
-        refused "bad-psk$n" genm --server "$DTLS_URI" --psk-identity node-psk --psk-key wrong-key "${MAC[@]}" --timeout 4
+        refused "bad-psk$n" genm --server "$DTLS_URI" --psk-identity "$PSK_ID" --psk-key wrong-key "${MAC[@]}" --timeout 4
         # the first two blocks of a transfer that never ends (dropped after
         # coap.transfer_timeout)
         coap_udp 127.0.0.1 "$GW_PORT" 1 \
@@ -144,9 +147,9 @@ others() {
         ok "rr$n" rr --server "$CMP" "${SIG[@]}" --oldcert "$P/ee.pem" --revreason 0
         ok "genm$n" genm --server "$CMP" "${MAC[@]}"
         ok "implicit$n" ir --server "$CMP/ir" "${MAC[@]}" --newkey "$P/ee.key" --subject "/CN=implicit$n" --implicit_confirm
-        ok "psk$n" ir --server "$DTLS_URI" --psk-identity node-psk --psk-key "$PSK_KEY" "${MAC[@]}" \
+        ok "psk$n" ir --server "$DTLS_URI" --psk-identity "$PSK_ID" --psk-key "$PSK_KEY" "${MAC[@]}" \
                 --newkey "$P/ee.key" --subject "/CN=psk$n"
-        expect_eq "$(registry_ids)" "node-psk|" "registry psk_identity|client_subject after the PSK ir"
+        expect_eq "$(registry_ids)" "$PSK_ID|" "registry psk_identity|client_subject after the PSK ir"
         ok "cert$n" ir --server "$DTLS_URI" --tls-cert "$P/client-dtls.pem" --tls-key "$P/client-dtls.key" \
                 --tls-trusted "$P/trusted.pem" "${MAC[@]}" --newkey "$P/ee.key" --subject "/CN=cert$n"
         expect_eq "$(registry_ids)" "|CN=dtls client,O=cmpgw test" "registry psk_identity|client_subject after the certificate ir"
