@@ -46,7 +46,10 @@
  * lost ones: rate = (exchanges - lost) / seconds.
  *
  * Prints one line:
- *   mode=coap nodes=N exchanges=M errors=E seconds=S rate=R p50_ms=.. p90_ms=.. p95_ms=.. p99_ms=.. max_ms=.. mean_ms=.. lost=L
+ *   mode=coap nodes=N exchanges=M errors=E seconds=S rate=R p50_ms=.. p90_ms=.. p95_ms=.. p99_ms=.. max_ms=.. mean_ms=.. lost=L session_failures=F warm_up_failed=W
+ * F (coap): sessions that failed (a DTLS handshake, or no delivery), each
+ * replaced by a new one before its node's next exchange; warm_up_failed:
+ * warm-up exchanges that failed or were lost (not in the other figures).
  *
  * flood: a misbehaving peer. R requests per second, for S seconds, each the
  * single-PDU POST of FILE (Content-Format 259) to URI, Confirmable (--non:
@@ -86,6 +89,7 @@ struct node {
         CURL *easy;
         double started;
         int busy;
+        bool broken;            /* coap: the session failed; a new one before the next exchange */
         unsigned step;          /* coap: the message of the exchange in flight */
         bool ok;                /* no wrong answer so far in this exchange */
         uint8_t token[8];
@@ -98,7 +102,7 @@ static struct step steps[MAX_STEPS];
 static unsigned n_steps;
 static const char *proxy_uri;
 static unsigned nodes = 10, total = 1000, block_size = 1024, warm_up, flood_sockets = 8;
-static unsigned sent, done, errors, lost;
+static unsigned sent, done, errors, lost, session_failures, warm_up_failed;
 static double timeout_s = 60, rate_per_s, flood_seconds = 10;
 static double last_answer;      /* when the last exchange that was not lost ended */
 static double *lat;
@@ -142,16 +146,16 @@ static int answer_ok(const struct step *s, const uint8_t *data, size_t len) {
 
 static void report(const char *mode, double t0) {
         unsigned n = done < total ? done : total;
-        double sum = 0, seconds = (lost ? last_answer : now_s()) - t0;
+        double sum = 0, seconds = (lost && last_answer > t0 ? last_answer : now_s()) - t0;
 
         for (unsigned i = 0; i < n; i++)
                 sum += lat[i];
         qsort(lat, n, sizeof *lat, cmp_double);
 #define PCT(p) (n ? lat[(size_t) ((n - 1) * (p))] * 1000 : 0)
         printf("mode=%s nodes=%u exchanges=%u errors=%u seconds=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f "
-               "p95_ms=%.2f p99_ms=%.2f max_ms=%.2f mean_ms=%.3f lost=%u\n",
+               "p95_ms=%.2f p99_ms=%.2f max_ms=%.2f mean_ms=%.3f lost=%u session_failures=%u warm_up_failed=%u\n",
                mode, nodes, n, errors, seconds, (n - lost) / seconds, PCT(0.5), PCT(0.9), PCT(0.95),
-               PCT(0.99), PCT(1.0), n ? sum / n * 1000 : 0, lost);
+               PCT(0.99), PCT(1.0), n ? sum / n * 1000 : 0, lost, session_failures, warm_up_failed);
 }
 
 /* ---- CoAP ---- */
@@ -225,12 +229,12 @@ static struct node *node_of(coap_session_t *s) {
         return NULL;
 }
 
-/* the exchange on n ended; closed loop: the node starts its next one */
+/* the exchange on n ended; closed loop: the node starts its next one
+ * (a broken one after run_phase() gave it a new session) */
 static void coap_end(struct node *n, int ok, unsigned phase_total) {
         record(n, ok);
-        if (rate_per_s == 0 || !measuring)
-                if (sent < phase_total)
-                        coap_start(n, now_s());
+        if ((rate_per_s == 0 || !measuring) && !n->broken && sent < phase_total)
+                coap_start(n, now_s());
 }
 
 static unsigned phase_total;
@@ -269,8 +273,14 @@ static void on_nack(coap_session_t *s, const coap_pdu_t *sent_pdu, const coap_na
                 return;
         if (sent_pdu && (token.length != n->token_len || memcmp(token.s, n->token, token.length) != 0))
                 return;
+        if (reason == COAP_NACK_TLS_FAILED || reason == COAP_NACK_NOT_DELIVERABLE) {
+                n->broken = true;
+                session_failures++;
+        }
         coap_end(n, 0, phase_total);
 }
+
+static coap_address_t server;
 
 static coap_session_t *open_session(coap_context_t *ctx, const coap_address_t *dst, const coap_uri_t *u) {
         coap_address_t local, *lp = NULL;
@@ -302,12 +312,29 @@ static coap_session_t *open_session(coap_context_t *ctx, const coap_address_t *d
         return coap_new_client_session_pki(ctx, lp, dst, COAP_PROTO_DTLS, &pki);
 }
 
-/* the idle node that has waited longest, or NULL */
+/* an idle node, or NULL */
 static struct node *idle_node(void) {
         for (unsigned i = 0; i < nodes; i++)
-                if (!node[i].busy)
+                if (!node[i].busy && !node[i].broken)
                         return &node[i];
         return NULL;
+}
+
+/* nodes whose session failed get a new one (not from a libcoap callback) */
+static void renew_sessions(coap_context_t *ctx, unsigned count) {
+        for (unsigned i = 0; i < nodes; i++) {
+                struct node *n = &node[i];
+
+                if (!n->broken || n->busy)
+                        continue;
+                coap_session_release(n->session);
+                n->session = open_session(ctx, &server, &steps[0].uri);
+                if (!n->session)
+                        continue;       /* stays broken: no more exchanges on this node */
+                n->broken = false;
+                if ((rate_per_s == 0 || !measuring) && sent < count)
+                        coap_start(n, now_s());
+        }
 }
 
 /* run exchanges until COUNT are done; paced by --rate when measuring */
@@ -334,6 +361,7 @@ static void run_phase(coap_context_t *ctx, unsigned count) {
                         wait_ms = ms < 1 ? 1 : ms > 100 ? 100 : (unsigned) ms;
                 }
                 coap_io_process(ctx, wait_ms);
+                renew_sessions(ctx, count);
                 now = now_s();
                 for (unsigned i = 0; i < nodes; i++) {
                         if (!node[i].busy || now - node[i].started < timeout_s)
@@ -341,6 +369,7 @@ static void run_phase(coap_context_t *ctx, unsigned count) {
                         double keep = last_answer;
 
                         lost++;
+                        node[i].broken = true;  /* a session that may be dead: a new one */
                         coap_end(&node[i], 0, count);
                         last_answer = keep;
                 }
@@ -349,7 +378,7 @@ static void run_phase(coap_context_t *ctx, unsigned count) {
 
 static int run_coap(void) {
         coap_context_t *ctx;
-        coap_address_t dst;
+        coap_address_t *dst = &server;
         const coap_uri_t *uri = &steps[0].uri;
         double t0;
         char host[64];
@@ -364,17 +393,17 @@ static int run_coap(void) {
                 fprintf(stderr, "cmpgw_bench: --ca %s: cannot load\n", tls_ca);
                 return 2;
         }
-        coap_address_init(&dst);
-        dst.addr.sin.sin_family = AF_INET;
-        dst.addr.sin.sin_port = htons(uri->port);
-        dst.size = sizeof dst.addr.sin;
+        coap_address_init(dst);
+        dst->addr.sin.sin_family = AF_INET;
+        dst->addr.sin.sin_port = htons(uri->port);
+        dst->size = sizeof dst->addr.sin;
         snprintf(host, sizeof host, "%.*s", (int) uri->host.length, uri->host.s);
-        if (inet_pton(AF_INET, host, &dst.addr.sin.sin_addr) != 1) {
+        if (inet_pton(AF_INET, host, &dst->addr.sin.sin_addr) != 1) {
                 fprintf(stderr, "cmpgw_bench: host must be a numeric IPv4 address\n");
                 return 2;
         }
         for (unsigned i = 0; i < nodes; i++) {
-                node[i].session = open_session(ctx, &dst, uri);
+                node[i].session = open_session(ctx, dst, uri);
                 if (!node[i].session) {
                         fprintf(stderr, "cmpgw_bench: cannot open a session to %s (credentials?)\n", steps[0].uri_text);
                         return 1;
@@ -383,6 +412,7 @@ static int run_coap(void) {
         if (warm_up) {
                 measuring = false;
                 run_phase(ctx, nodes * warm_up);
+                warm_up_failed = errors;
                 measuring = true;
         }
         t0 = now_s();

@@ -3,11 +3,12 @@
 # address (issue 5), side by side in one run, interleaved rounds, medians
 # and spread (the machines are noisy). Not a test.
 #
-#   tests/bench/sec_bench.sh [--rounds R] [--parts enrol,handshake,flood]
+#   tests/bench/sec_bench.sh [--rounds R] [--parts enrol,handshake,flood,loss]
 #       [--nodes N] [--enrolments M] [--lat-enrolments L]
 #       [--handshakes H] [--threads T]
 #       [--flood-rate F] [--flood-seconds S] [--victim-rate V]
-#       [--results FILE] [--resuming-cmpgwd BIN]
+#       [--loss P] [--loss-nodes N] [--loss-enrolments M]
+#       [--results FILE] [--resuming-cmpgwd BIN] [--sustained]
 #
 # One cmpgwd (no --verbose: one log line per request) with a coap:// and a
 # coaps:// listener (PSK file, certificate, client_ca) in front of nginx
@@ -25,6 +26,11 @@
 #   20, each one enrolment at a time, M in all, default 2000: enrolments/s,
 #   p50/p95) and latency (one node, L enrolments, default 300). Sessions
 #   are kept (one DTLS handshake per node, in an unmeasured warm-up).
+#   cmpgwd is started afresh, on an empty registry, for each of these
+#   measurements: its cost per exchange grows with what it did in the
+#   last 93 s (libcoap's Block1 state, doc/performance.md), which would
+#   otherwise depend on the order of the cases. --sustained: one cmpgwd
+#   for all of them.
 # handshake: build/tests/bench/dtls_bench, T threads (default 2), H
 #   iterations (default 1000) of: a new DTLS session + one CoAP GET of
 #   /.well-known/core + close_notify (PSK; certificates), the same offering
@@ -44,7 +50,16 @@
 #   from the schedule. Cases: no flood; 127.0.0.3 sending F genm/s
 #   (default 5000, Confirmable, never retransmitted, 8 sockets) to the
 #   gateway with limits; the same flood to the gateway without limits.
-#   The flood's answers are counted by code (4.29: refused by the limits).
+#   The flood's answers are counted by code (4.29: refused by the limits),
+#   and the datagrams the kernel dropped at cmpgwd's socket (full receive
+#   buffer, /proc/net/udp) during the case.
+# loss: what lost datagrams do to enrolments. tests/bench/lossy_relay.py
+#   (it stands in for a lossy link: loopback here has no netem) drops P of
+#   the datagrams each way (default 0.05, seeded, the same sequence for
+#   both cases); N nodes (default 10), M enrolments (default 50), each
+#   given up after 30 s: through cmpgwd, and straight to
+#   build/tests/bench/coap_upstream (a libcoap server answering /ip and
+#   /pkiconf with the same captured messages, piggybacked) as reference.
 #
 # Each round runs every case once, the order rotated between rounds; the
 # summary gives medians over rounds and the [min–max] spread, ratios per
@@ -54,8 +69,9 @@
 # Needs a build in build/ (meson setup build && ninja -C build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=3 PARTS=enrol,handshake,flood NODES=20 ENROL=2000 LAT_ENROL=300 HANDSHAKES=1000 THREADS=2
-FLOOD_RATE=5000 FLOOD_SECONDS=20 VICTIM_RATE=4 RESULTS='' OLD_GW=''
+ROUNDS=3 PARTS=enrol,handshake,flood,loss NODES=20 ENROL=2000 LAT_ENROL=300 HANDSHAKES=1000 THREADS=2
+FLOOD_RATE=5000 FLOOD_SECONDS=20 VICTIM_RATE=4 RESULTS='' OLD_GW='' SUSTAINED=0
+LOSS=0.05 LOSS_NODES=10 LOSS_ENROL=50
 while (($#)); do
         case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -70,13 +86,18 @@ while (($#)); do
         --victim-rate) VICTIM_RATE=$2; shift 2 ;;
         --results) RESULTS=$(realpath -m "$2"); shift 2 ;;
         --resuming-cmpgwd) OLD_GW=$(realpath "$2"); shift 2 ;;
+        --sustained) SUSTAINED=1; shift ;;
+        --loss) LOSS=$2; shift 2 ;;
+        --loss-nodes) LOSS_NODES=$2; shift 2 ;;
+        --loss-enrolments) LOSS_ENROL=$2; shift 2 ;;
         *) sed -n '2,12p' "$0" >&2; exit 2 ;;
         esac
 done
 export CMPGWD=$PWD/build/daemon/cmpgwd CMPCOAP=$PWD/build/cli/cmpcoap SRCDIR=$PWD
 BENCH=$PWD/build/tests/bench/cmpgw_bench
 DTLS_BENCH=$PWD/build/tests/bench/dtls_bench
-for b in "$BENCH" "$DTLS_BENCH" "$CMPGWD"; do
+UPSTREAM=$PWD/build/tests/bench/coap_upstream
+for b in "$BENCH" "$DTLS_BENCH" "$UPSTREAM" "$CMPGWD"; do
         [[ -x $b ]] || { echo "no $b: build first (meson setup build && ninja -C build)" >&2; exit 1; }
 done
 # shellcheck source=tests/integration/lib.sh disable=SC1091
@@ -135,6 +156,18 @@ start_bench_gw() {
         wait_coap "cmpgwd $1" "coap://127.0.0.1:$3" 'ct=259'
 }
 
+# restart_main: cmpgwd "main" again, on an empty registry
+restart_main() {
+        stop_pid "${GWPID[main]}"
+        rm -f "$T/main.json.db" "$T/main.json.db-wal" "$T/main.json.db-shm"
+        start_bench_gw main "$T/main.json" "$MAIN_PORT"
+}
+
+# udp_drops PORT: datagrams the kernel dropped at the socket on 127.0.0.1:PORT
+udp_drops() {
+        awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a { print $NF }' /proc/net/udp
+}
+
 # enrol_args URI: cmpgw_bench's sequence of one enrolment through the gateway at URI
 enrol_args() {
         echo "$1/.well-known/cmp/p/ir $T/msg/ir.der $1/.well-known/cmp/p/conf $T/msg/certconf.der" \
@@ -154,7 +187,7 @@ echo "messages: ir $(stat -c %s "$T/msg/ir.der") B → ip $(stat -c %s "$T/msg/i
      "certConf $(stat -c %s "$T/msg/certconf.der") B → pkiConf $(stat -c %s "$T/msg/pkiconf.der") B," \
      "genm $(stat -c %s "$T/msg/genm.der") B → genp $(stat -c %s "$T/msg/genp.der") B"
 
-if part enrol || part handshake; then
+if part enrol || part handshake || part loss; then
         MAIN_PORT=$(free_port udp) MAIN_DPORT=$(free_port udp)
         gw_config "$T/main.json" "$MAIN_PORT" "$MAIN_DPORT" '{"rate": 0, "in_flight_per_peer": 1000000}'
         start_bench_gw main "$T/main.json" "$MAIN_PORT"
@@ -177,9 +210,11 @@ if part enrol; then
                 for ((i = 0; i < 3; i++)); do
                         tr=${order[(i + round - 1) % 3]}
                         read -ra args <<<"${TRANSPORT[$tr]}"
+                        ((SUSTAINED)) || restart_main
                         c0=$(cpu_ticks "${GWPID[main]}")
                         out=$("$BENCH" coap "${args[@]}" --nodes "$NODES" --requests "$ENROL" --warm-up 1 --timeout 30)
                         result enrol "$round" "$tr-load" main "$c0" "$out"
+                        ((SUSTAINED)) || restart_main
                         c0=$(cpu_ticks "${GWPID[main]}")
                         out=$("$BENCH" coap "${args[@]}" --nodes 1 --requests "$LAT_ENROL" --warm-up 2 --timeout 30)
                         result enrol "$round" "$tr-1node" main "$c0" "$out"
@@ -188,6 +223,7 @@ if part enrol; then
 fi
 
 if part handshake; then
+        ((SUSTAINED)) || restart_main
         H_PSK=(--psk "node-psk:$PSK_KEY")
         H_CERT=(--cert "$P/client-dtls.pem" --key "$P/client-dtls.key" --ca "$P/trusted.pem")
         cases=(plain psk-full cert-full psk-resume cert-resume psk-reuse cert-reuse)
@@ -237,6 +273,8 @@ if part flood; then
                         gw=lim port=$LIM_PORT
                         [[ $fc == unlimited ]] && gw=free port=$FREE_PORT
                         c0=$(cpu_ticks "${GWPID[$gw]}")
+                        d0=$(udp_drops "$port")
+                        w0=$EPOCHREALTIME
                         fpid=''
                         if [[ $fc != none ]]; then
                                 "$BENCH" flood "coap://127.0.0.1:$port/.well-known/cmp" "$T/msg/genm.der" \
@@ -253,13 +291,44 @@ if part flood; then
                                 vpids+=($!)
                         done
                         wait "${vpids[@]}"
+                        [[ -z $fpid ]] || wait "$fpid"
+                        drops=$(($(udp_drops "$port") - d0))
+                        wall=$(awk -v a="$w0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
                         for src in 127.0.0.1 127.0.0.2; do
-                                result flood "$round" "$fc" "$gw" "$c0" "victim=$src $(cat "$T/victim-$src.out")"
+                                result flood "$round" "$fc" "$gw" "$c0" "victim=$src $(cat "$T/victim-$src.out") udp_drops=$drops wall_s=$wall"
                         done
-                        if [[ -n $fpid ]]; then
-                                wait "$fpid"
-                                result flood "$round" "$fc-flood" "$gw" "$c0" "$(cat "$T/flood.out")"
+                        [[ -z $fpid ]] || result flood "$round" "$fc-flood" "$gw" "$c0" "$(cat "$T/flood.out") udp_drops=$drops wall_s=$wall"
+                done
+        done
+fi
+if part loss; then
+        UP_PORT=$(free_port udp)
+        "$UPSTREAM" "$UP_PORT" "ip=$T/msg/ip.der" "pkiconf=$T/msg/pkiconf.der" >"$T/upstream.log" 2>&1 &
+        PIDS+=($!)
+        wait_coap coap_upstream "coap://127.0.0.1:$UP_PORT" '</ip>'
+        cases=(cmpgwd libcoap)
+        for ((round = 1; round <= ROUNDS; round++)); do
+                for ((i = 0; i < 2; i++)); do
+                        lc=${cases[(i + round - 1) % 2]}
+                        ((SUSTAINED)) || [[ $lc != cmpgwd ]] || restart_main
+                        relay_port=$(free_port udp)
+                        target=$MAIN_PORT
+                        [[ $lc == libcoap ]] && target=$UP_PORT
+                        python3 tests/bench/lossy_relay.py "$relay_port" "$target" "$LOSS" "$round" >"$T/relay.out" 2>&1 &
+                        relay=$!
+                        PIDS+=("$relay")
+                        for ((w = 0; w < 50; w++)); do grep -q ready "$T/relay.out" && break; sleep 0.1; done
+                        u=coap://127.0.0.1:$relay_port
+                        if [[ $lc == cmpgwd ]]; then
+                                read -ra args <<<"$(enrol_args "$u")"
+                        else
+                                args=("$u/ip" "$T/msg/ir.der" "$u/pkiconf" "$T/msg/certconf.der"
+                                      --expect "$T/msg/ip.der" --expect "$T/msg/pkiconf.der")
                         fi
+                        c0=$(cpu_ticks "${GWPID[main]}")
+                        out=$("$BENCH" coap "${args[@]}" --nodes "$LOSS_NODES" --requests "$LOSS_ENROL" --timeout 30)
+                        stop_pid "$relay"
+                        result loss "$round" "$lc" main "$c0" "$out $(tail -n 1 "$T/relay.out")"
                 done
         done
 fi
@@ -327,6 +396,18 @@ if any(r["part"] == "handshake" for r in rows):
         if q:
             print("  rate ratio %s/%s %.4f [%.4f–%.4f]" % (a, b, *q))
 
+if any(r["part"] == "loss" for r in rows):
+    print("\nenrolments through a link that drops datagrams (lossy_relay.py): medians over rounds [min–max]")
+    for lc in ("cmpgwd", "libcoap"):
+        rs = sel("loss", lc)
+        if not rs:
+            continue
+        print("  %-8s rate %-22s p50 %-26s p95 %-26s errors %d lost (30 s) %d of %d; dropped %d of %d datagrams" % (
+            lc, fmt(med(rs, "rate"), prec=2), fmt(med(rs, "p50_ms"), prec=0), fmt(med(rs, "p95_ms"), prec=0),
+            sum(int(r["errors"]) for r in rs), sum(int(r["lost"]) for r in rs), sum(int(r["exchanges"]) for r in rs),
+            sum(int(r.get("dropped_up", 0)) + int(r.get("dropped_down", 0)) for r in rs),
+            sum(int(r.get("forwarded", 0)) + int(r.get("dropped_up", 0)) + int(r.get("dropped_down", 0)) for r in rs)))
+
 if any(r["part"] == "flood" for r in rows):
     print("\nflood: victims' enrolment latency (ms, from the schedule), medians over rounds [min–max]")
     for fc in ("none", "limited", "unlimited"):
@@ -334,14 +415,23 @@ if any(r["part"] == "flood" for r in rows):
             rs = sel("flood", fc, victim=src)
             if not rs:
                 continue
-            print("  %-9s %-9s done %-5s p50 %-24s p95 %-24s p99 %-24s errors %d lost %d" % (
+            print("  %-9s %-9s done %-5s p50 %-24s p95 %-24s p99 %-24s errors %d lost %d (of %d)" % (
                 fc, src, rs[0]["exchanges"], fmt(med(rs, "p50_ms"), prec=2), fmt(med(rs, "p95_ms"), prec=2),
-                fmt(med(rs, "p99_ms"), prec=2), sum(int(r["errors"]) for r in rs), sum(int(r["lost"]) for r in rs)))
+                fmt(med(rs, "p99_ms"), prec=2), sum(int(r["errors"]) for r in rs), sum(int(r["lost"]) for r in rs),
+                sum(int(r["exchanges"]) for r in rs)))
         fl = sel("flood", fc + "-flood")
         if fl:
-            print("  %-9s flood     sent/s %-22s answered %s 2.xx %s 4.29 %s 5.03 %s none %s (medians)" % (
+            print("  %-9s flood     sent/s %-22s answered %s 2.xx %s 4.29 %s 5.03 %s none %s; dropped at the socket %s"
+                  " (medians); cmpgwd CPU %.0f %% of a core" % (
                 fc, fmt(med(fl, "rate"), prec=0), *("%.0f" % med(fl, k)[0] for k in
-                                                    ("answered", "c2xx", "c429", "c503", "unanswered"))))
+                                                    ("answered", "c2xx", "c429", "c503", "unanswered", "udp_drops")),
+                statistics.median(100 * float(r["gw_cpu_ticks"]) / tck / float(r["wall_s"]) for r in fl)))
+        elif fc == "none":
+            rs = sel("flood", "none")
+            if rs:
+                print("  %-9s (no flood) dropped at the socket: %.0f (median); cmpgwd CPU %.0f %% of a core" % (
+                    fc, med(rs, "udp_drops")[0],
+                    statistics.median(100 * float(r["gw_cpu_ticks"]) / tck / float(r["wall_s"]) for r in rs)))
     for fc in ("limited", "unlimited"):
         for key in ("p50_ms", "p95_ms"):
             q = ratios("flood", fc, "none", key, victim="127.0.0.1")
