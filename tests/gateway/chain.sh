@@ -14,13 +14,8 @@ start_ca "$PKI"
 capture_requests "$T/req"
 
 # B: the gateway in front of the CA
-B_PORT=$(free_port udp)
-cat >"$T/b.json" <<JSON
-{ "listen": [ { "uri": "coap://127.0.0.1:$B_PORT" } ],
-  "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10 } ],
-  "registry": { "path": "$T/b.db" }, "dbus": { "bus": "none" } }
-JSON
-start_other_gw b "$T/b.json" "$B_PORT"
+start_ca_gw b
+B_PORT=$OTHER_GW_PORT
 B_PID=$OTHER_GW_PID
 
 # A: the gateway the nodes talk to; its upstream is B over CoAP

@@ -37,6 +37,7 @@ if ldd "$CMPGWD" | grep -q libasan; then
         log "ASan build: cmpgwd runs without valgrind; LeakSanitizer checks for leaks at exit"
 else
         require_cmd valgrind
+        # shellcheck disable=SC2054  # the commas are valgrind's
         VG=(valgrind --leak-check=full --show-leak-kinds=definite,indirect
             --errors-for-leak-kinds=definite,indirect --error-exitcode=99
             --num-callers=40 --suppressions="$SRCDIR/tests/gateway/valgrind.supp"
@@ -51,13 +52,8 @@ MAC=(--ref "$CA_REF" --secret "$CA_SECRET")
 SIG=(--cert "$P/client.pem" --key "$P/client.key" --trusted "$P/trusted.pem")
 
 # a second gateway (not under valgrind): the coap:// upstream for label "chain"
-B_PORT=$(free_port udp)
-cat >"$T/b.json" <<JSON
-{ "listen": [ { "uri": "coap://127.0.0.1:$B_PORT" } ],
-  "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10 } ],
-  "registry": { "path": "$T/b.db" }, "dbus": { "bus": "none" } }
-JSON
-start_other_gw b "$T/b.json" "$B_PORT"
+start_ca_gw b
+B_PORT=$OTHER_GW_PORT
 
 # the gateway under test: coap and coaps (PSK and certificates), D-Bus,
 # announcements, limits that a flood exceeds but the loop (one request at a
@@ -161,6 +157,7 @@ others() {
 }
 
 restart_ca() {
+        # shellcheck disable=SC2153  # CA_PORT is lib.sh's
         local port=$CA_PORT
         stop_ca
         start_ca_at "$port" "$P" "$P/ee.pem"
@@ -175,14 +172,7 @@ t0=$SECONDS
 for ((i = 1; i <= LOOPS; i++)); do
         ok "ir$i" ir --server "$CMP" "${MAC[@]}" --newkey "$P/ee.key" --subject "/CN=node-$i"
         ((i % EVERY)) || others "$i"
-        if ((i % 50 == 0)); then
-                kill -HUP "$GW_PID"
-                for ((w = 0; w < 100; w++)); do
-                        (($(grep -c 'coaps credentials re-read' "$T/gw.log") >= i / 50)) && break
-                        sleep 0.1
-                done
-                (($(grep -c 'coaps credentials re-read' "$T/gw.log") >= i / 50)) || fail "reload $((i / 50)) not logged"
-        fi
+        ((i % 50)) || reload_gw_logged 'coaps credentials re-read' $((i / 50))
         ((i % 50)) || log "round $i after $((SECONDS - t0)) s"
 done
 

@@ -147,9 +147,7 @@ expect_contains "$out" "--psk-identity" "cmpcoap with a wrong key"
 
 step "(d) SIGHUP re-reads the PSK file"
 printf 'node-psk:rotated-key\n' >"$T/psk.txt"
-kill -HUP "$GW_PID"
-for ((i = 0; i < 50; i++)); do grep -q 'coaps credentials re-read' "$T/gw.log" && break; sleep 0.1; done
-grep -q 'coaps credentials re-read' "$T/gw.log" || fail "no reload of the coaps credentials logged"
+reload_gw_logged 'coaps credentials re-read'
 discover psk-rotated -u node-psk -k rotated-key
 grep -q 'ct=259' "$T/psk-rotated.out" || fail "the rotated key does not work after SIGHUP"
 discover psk-old -u node-psk -k "$PSK_KEY"

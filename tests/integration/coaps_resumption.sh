@@ -82,9 +82,7 @@ first_session psk3 "$T/psk3.sess" "${PSK[@]}"
 
 step "(c) a PSK identity withdrawn by SIGHUP does not come back by resumption"
 printf 'other:0x00112233445566778899aabbccddeeff\n' >"$T/psk.txt"
-kill -HUP "$GW_PID"
-for ((i = 0; i < 50; i++)); do grep -q 'coaps credentials re-read' "$T/gw.log" && break; sleep 0.1; done
-grep -q 'coaps credentials re-read' "$T/gw.log" || fail "no reload of the coaps credentials logged"
+reload_gw_logged 'coaps credentials re-read'
 expect_eq "$(handshake psk4 "${PSK[@]}")" failed "a new handshake with the withdrawn identity"
 if [[ -s $T/psk1.sess ]]; then
         out=$(handshake psk5 "${PSK[@]}" -sess_in "$T/psk1.sess")

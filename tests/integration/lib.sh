@@ -378,6 +378,32 @@ start_other_gw() {
         fail "gateway $name did not serve /.well-known/core with ct=259 within 10 s"
 }
 
+# start_ca_gw NAME: a further cmpgwd on coap://127.0.0.1:$OTHER_GW_PORT (a
+# free port) whose one upstream is the mock CA (start_ca first): the next
+# hop of a chain. Config $T/NAME.json, registry $T/NAME.db, log $T/NAME.log.
+start_ca_gw() {
+        local name=$1
+        OTHER_GW_PORT=$(free_port udp)
+        cat >"$T/$name.json" <<JSON
+{ "listen": [ { "uri": "coap://127.0.0.1:$OTHER_GW_PORT" } ],
+  "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10 } ],
+  "registry": { "path": "$T/$name.db" }, "dbus": { "bus": "none" } }
+JSON
+        start_other_gw "$name" "$T/$name.json" "$OTHER_GW_PORT"
+}
+
+# reload_gw_logged PATTERN [N]: SIGHUP to cmpgwd, then wait (10 s) until its
+# log holds N (default 1) lines matching PATTERN, e.g. the Nth reload's
+reload_gw_logged() {
+        local pattern=$1 want=${2:-1} i
+        kill -HUP "$GW_PID"
+        for ((i = 0; i < 100; i++)); do
+                (($(grep -c -- "$pattern" "$T/gw.log") >= want)) && return 0
+                sleep 0.1
+        done
+        fail "after SIGHUP: '$pattern' logged fewer than $want times"
+}
+
 # capture_genp FILE: a genp from the mock CA (start_ca first), for fixtures
 # that stand in for an RA
 capture_genp() {
