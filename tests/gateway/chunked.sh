@@ -3,7 +3,8 @@
 # sends Content-Length until the upstream has answered with HTTP/1.1, then
 # chunked, the whole message in one chunk; "off" never chunks; "on" always
 # does — and OpenSSL's mock CA (HTTP/1.0) answers a chunked request with
-# 400, which the node sees as 4.00 (why "auto" never chunks to it).
+# 400 (or a reset, see below), which the node sees as 4.00 (why "auto"
+# never chunks to it).
 # The HTTP/1.1 upstream is a fixture standing in for an RA that takes
 # chunked bodies: it records how each body arrived and answers a genp.
 source "$(dirname "$0")/../integration/lib.sh"
@@ -62,6 +63,16 @@ step "off: never chunked"
 post o1 2.04 off
 expect_eq "$(sed -n 4p "$T/bodies")" "length $size" "chunked off"
 
-step "on, to openssl cmp (HTTP/1.0): it answers 400, the node 4.00"
-post on1 4.00 on
-expect_contains "$COAP_DIAG" "answered HTTP 400" "chunked to openssl cmp"
+step "on, to openssl cmp (HTTP/1.0): it refuses, the node gets 4.00 (or 5.02)"
+# The mock CA answers 400 and closes the connection with the chunk framing
+# still unread, so its kernel resets it: depending on which reaches curl
+# first, cmpgwd relays the 400 as 4.00 or reports the reset as 5.02. Both
+# are the CA refusing the chunked body; anything else is a failure.
+coap_req on1 -m post -t 259 -b 1024 -f "$T/req/cr.der" "$GW_URI/.well-known/cmp/p/on"
+case "$COAP_CODE|$COAP_DIAG" in
+4.00\|*"answered HTTP 400"*|5.02\|*"Connection reset by peer"*)
+        log "ok: on1 -> $COAP_CODE ($COAP_DIAG)" ;;
+*)
+        tail -n 15 "$T/gw.log" >&2 || true
+        fail "on1: expected 4.00 (HTTP 400) or 5.02 (connection reset), got '${COAP_CODE:-no response}' '$COAP_DIAG'" ;;
+esac
