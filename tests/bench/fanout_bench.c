@@ -165,7 +165,8 @@ static void msg_init(struct msg *m, uint8_t type, uint8_t code, uint16_t mid, co
         m->b[1] = code;
         m->b[2] = (uint8_t) (mid >> 8);
         m->b[3] = (uint8_t) mid;
-        memcpy(m->b + 4, token, token_len);
+        if (token_len)  /* an empty token may come with token == NULL */
+                memcpy(m->b + 4, token, token_len);
         m->len = 4 + token_len;
         m->last_opt = 0;
 }
@@ -381,7 +382,8 @@ static void take_block(struct observer *o, const struct coap_in *m) {
         if (!b)
                 die("realloc");
         o->body = b;
-        memcpy(o->body + o->body_len, m->payload, m->payload_len);
+        if (m->payload_len)
+                memcpy(o->body + o->body_len, m->payload, m->payload_len);
         o->body_len += m->payload_len;
         o->next_block++;
         if (!more)
@@ -404,7 +406,8 @@ static void take_notification(struct observer *o, const struct coap_in *m) {
         o->next_block = 0;
         request_done(o);
         o->etag_len = m->etag_len <= sizeof o->etag ? m->etag_len : 0;
-        memcpy(o->etag, m->etag, o->etag_len);
+        if (o->etag_len)
+                memcpy(o->etag, m->etag, o->etag_len);
         o->state = FETCHING;
         take_block(o, m);
 }
