@@ -27,6 +27,7 @@
 #include "coap_server.h"
 #include "log.h"
 #include "manager.h"
+#include "upstream_coap.h"
 #include "upstream_http.h"
 
 #include "gateway_bus.h"
@@ -500,7 +501,9 @@ static int append_upstream_health(sd_bus_message *reply, Manager *m) {
                 r = sd_bus_message_open_container(reply, 'a', "a{sv}");
         for (size_t i = 0; r >= 0 && i < m->config->n_upstreams; i++) {
                 const char *name = m->config->upstreams[i].name;
-                const struct upstream_health *h = upstream_http_health(m->http, name);
+                enum cmpgw_scheme scheme = m->config->upstreams[i].scheme;
+                const struct upstream_health *h = scheme == SCHEME_COAP || scheme == SCHEME_COAPS ?
+                        upstream_coap_health(m->coap_client, name) : upstream_http_health(m->http, name);
                 struct upstream_health zero = { .latency_ms = 0 };
                 char ok[32], bad[32];
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <coap3/coap.h>
 #include <openssl/ssl.h>
@@ -23,6 +24,7 @@
 #include "psk_file.h"
 #include "request.h"
 #include "tls_name.h"
+#include "upstream_http.h"
 
 #define CT_PKIXCMP 259
 #define TICK_USEC 1000000
@@ -37,6 +39,8 @@ struct coap_call {
         size_t token_len;
         sd_event_source *deadline;
         bool waiting;                   /* for its session: another exchange is on it */
+        bool answered;                  /* the upstream answered: not a transport failure */
+        uint64_t sent_usec;             /* CLOCK_MONOTONIC, for the latency */
         coap_uri_t uri;                 /* points into req->upstream_uri */
 };
 
@@ -93,6 +97,8 @@ struct upstream_coap {
         LIST_HEAD(struct ann_watch, watches);
         upstream_ann_fn ann_fn;
         void *ann_userdata;
+        struct upstream_health *health; /* per upstream name, as upstream_http.c keeps them */
+        size_t n_health;
         bool closing;
 };
 
@@ -100,6 +106,43 @@ struct upstream_coap {
 static struct upstream_coap *the_client;
 
 static struct upstream_session *session_find(coap_session_t *session);
+
+const struct upstream_health *upstream_coap_health(struct upstream_coap *u, const char *name) {
+        for (size_t i = 0; u && i < u->n_health; i++)
+                if (strcmp(u->health[i].name, name) == 0)
+                        return &u->health[i];
+        return NULL;
+}
+
+/* The exchange's outcome in its upstream's health (GetStatistics): any
+ * answer is a success, a transport failure (no ACK, RST, DTLS, deadline)
+ * a failure. No backoff: libcoap's retransmissions pace a dead upstream. */
+static void health_note(struct coap_call *c) {
+        struct upstream_coap *u = c->uc;
+        struct upstream_health *h = (struct upstream_health *) upstream_coap_health(u, c->req->upstream_name);
+        uint64_t now;
+
+        if (!h) {
+                h = realloc(u->health, (u->n_health + 1) * sizeof *h);
+                if (!h)
+                        return;
+                u->health = h;
+                h = memset(&u->health[u->n_health++], 0, sizeof *h);
+                snprintf(h->name, sizeof h->name, "%s", c->req->upstream_name);
+        }
+        h->requests++;
+        if (!c->answered) {
+                h->failures++;
+                h->failures_in_a_row++;
+                h->last_failure = (int64_t) time(NULL);
+                return;
+        }
+        sd_event_now(u->event, CLOCK_MONOTONIC, &now);
+        h->answered++;
+        h->failures_in_a_row = 0;
+        h->last_success = (int64_t) time(NULL);
+        h->latency_ms = (double) (now - c->sent_usec) / 1000.0;
+}
 
 static void start_waiting(struct upstream_coap *u, coap_session_t *session);
 
@@ -131,6 +174,7 @@ static void call_free(struct coap_call *c) {
 static void call_finish(struct coap_call *c, const struct upstream_result *res) {
         struct request *r = c->req;
 
+        health_note(c);
         c->req = NULL;
         r->coap_call = NULL;
         call_free(c);
@@ -190,6 +234,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
                 return watch_response(u, received);     /* an ann notification, or late or unknown */
         if (code == COAP_EMPTY_CODE || code == COAP_RESPONSE_CODE_CONTINUE)
                 return COAP_RESPONSE_OK;        /* separate response, or more blocks, follow */
+        c->answered = true;
         coap_get_data_large(received, &len, &data, &offset, &total);
         if (len > u->max_response) {
                 call_fail(c, 502, "upstream %s answer exceeds the size limit", c->req->upstream_name);
@@ -520,6 +565,7 @@ static int send_post(struct coap_call *c, const coap_uri_t *uri) {
                 coap_delete_pdu(pdu);
                 return -EIO;
         }
+        sd_event_now(c->uc->event, CLOCK_MONOTONIC, &c->sent_usec);
         /* RFC 9482 §2.3: Confirmable */
         return coap_send(c->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
 }
@@ -835,6 +881,7 @@ struct upstream_coap *upstream_coap_free(struct upstream_coap *u) {
         if (the_client == u)
                 the_client = NULL;
         sd_event_unref(u->event);
+        free(u->health);
         free(u);
         return NULL;
 }

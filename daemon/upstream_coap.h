@@ -12,6 +12,7 @@ struct upstream_coap;
 struct request;
 struct gw_stats;
 struct cmpgw_config;
+struct upstream_health;
 
 /* An announcement PKIMessage (DER) from the ann of upstream NAME */
 typedef void (*upstream_ann_fn)(const char *name, const uint8_t *der, size_t len, void *userdata);
@@ -24,6 +25,10 @@ struct upstream_coap *upstream_coap_free(struct upstream_coap *u);
  * follows on a later loop iteration, exactly once, unless cancelled. */
 int upstream_coap_submit(struct upstream_coap *u, struct request *r);
 void upstream_coap_cancel(struct upstream_coap *u, struct request *r);
+
+/* The health of coap:// or coaps:// upstream NAME (struct upstream_health
+ * of upstream_http.h; no backoff), NULL before its first exchange ended. */
+const struct upstream_health *upstream_coap_health(struct upstream_coap *u, const char *name);
 
 /* After a reload: open new sessions (new credentials) from now on; calls
  * in flight keep theirs. */
