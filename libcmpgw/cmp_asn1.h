@@ -55,7 +55,7 @@ typedef struct {
         int type;
         union {
                 X509 *certificate;
-                ASN1_TYPE *encrypted;
+                OSSL_CRMF_ENCRYPTEDVALUE *encrypted;
         } value;
 } CMPGW_CERTORENCCERT;
 DECLARE_ASN1_ITEM(CMPGW_CERTORENCCERT)
@@ -80,10 +80,49 @@ typedef struct {
 DEFINE_STACK_OF(CMPGW_CERTRESPONSE)
 DECLARE_ASN1_ITEM(CMPGW_CERTRESPONSE)
 
+/* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
+ * signatureValue } (RFC 5280 §4.1) in the shape OpenSSL's X509 decodes,
+ * but with the subjectPublicKeyInfo left as algorithm and bits: a
+ * certificate we only pass on (extraCerts, caPubs) is checked without
+ * OpenSSL 3.0 decoding its public key, the costly part of X509. */
+typedef struct {
+        X509_ALGOR *algorithm;
+        ASN1_BIT_STRING *public_key;
+} CMPGW_SPKI_SHELL;
+DECLARE_ASN1_ITEM(CMPGW_SPKI_SHELL)
+
+typedef struct {
+        ASN1_TIME *not_before;
+        ASN1_TIME *not_after;
+} CMPGW_VALIDITY;
+DECLARE_ASN1_ITEM(CMPGW_VALIDITY)
+
+typedef struct {
+        ASN1_INTEGER *version;
+        ASN1_INTEGER *serial;
+        X509_ALGOR *signature;
+        X509_NAME *issuer;
+        CMPGW_VALIDITY *validity;
+        X509_NAME *subject;
+        CMPGW_SPKI_SHELL *spki;
+        ASN1_BIT_STRING *issuer_uid;
+        ASN1_BIT_STRING *subject_uid;
+        STACK_OF(X509_EXTENSION) *extensions;
+} CMPGW_TBS_SHELL;
+DECLARE_ASN1_ITEM(CMPGW_TBS_SHELL)
+
+typedef struct {
+        CMPGW_TBS_SHELL *tbs;
+        X509_ALGOR *sig_alg;
+        ASN1_BIT_STRING *signature;
+} CMPGW_CERT_SHELL;
+DEFINE_STACK_OF(CMPGW_CERT_SHELL)
+DECLARE_ASN1_ITEM(CMPGW_CERT_SHELL)
+
 /* CertRepMessage ::= SEQUENCE { caPubs [1] SEQUENCE OF CMPCertificate
  *      OPTIONAL, response SEQUENCE OF CertResponse } (RFC 4210 §5.3.4) */
 typedef struct {
-        STACK_OF(ASN1_TYPE) *ca_pubs;
+        STACK_OF(CMPGW_CERT_SHELL) *ca_pubs;
         STACK_OF(CMPGW_CERTRESPONSE) *response;
 } CMPGW_CERTREPMESSAGE;
 DECLARE_ASN1_ITEM(CMPGW_CERTREPMESSAGE)
@@ -101,8 +140,8 @@ DECLARE_ASN1_ITEM(CMPGW_REVDETAILS)
  *      revCerts [0] OPTIONAL, crls [1] OPTIONAL } (RFC 4210 §5.3.10) */
 typedef struct {
         STACK_OF(CMPGW_PKISI) *status;
-        STACK_OF(ASN1_TYPE) *rev_certs;
-        STACK_OF(ASN1_TYPE) *crls;
+        STACK_OF(OSSL_CRMF_CERTID) *rev_certs;
+        STACK_OF(X509_CRL) *crls;
 } CMPGW_REVREPCONTENT;
 DECLARE_ASN1_ITEM(CMPGW_REVREPCONTENT)
 
@@ -176,16 +215,71 @@ typedef struct {
 } CMPGW_MSG;
 DECLARE_ASN1_ITEM(CMPGW_MSG)
 
-/* The same PKIMessage with the extraCerts left undecoded: what the registry
- * reads needs none of them, and OpenSSL 3.0 decodes every certificate's
- * public key, the larger part of reading an ip (doc/performance.md). */
+/* The same PKIMessage with the extraCerts as certificate shells: what the
+ * gateway reads needs none of them, and OpenSSL 3.0 decodes every
+ * certificate's public key, the larger part of reading an ip
+ * (doc/performance.md). */
 typedef struct {
         CMPGW_HEADER *header;
         CMPGW_BODY *body;
         ASN1_BIT_STRING *protection;
-        STACK_OF(ASN1_TYPE) *extra_certs;
+        STACK_OF(CMPGW_CERT_SHELL) *extra_certs;
 } CMPGW_MSG_CONTENT;
 DECLARE_ASN1_ITEM(CMPGW_MSG_CONTENT)
+
+/* ---- the bodies CMPGW_BODY leaves as ANY, for checking their shape
+ * (cmp_msg_inspect) as OpenSSL's own d2i_OSSL_CMP_MSG does ---- */
+
+/* Challenge ::= SEQUENCE { owf AlgorithmIdentifier OPTIONAL, witness OCTET
+ *      STRING, challenge OCTET STRING } (RFC 4210 §5.2.8.3);
+ * POPODecKeyChallContent ::= SEQUENCE OF Challenge */
+typedef struct {
+        X509_ALGOR *owf;
+        ASN1_OCTET_STRING *witness;
+        ASN1_OCTET_STRING *challenge;
+} CMPGW_CHALLENGE;
+DECLARE_ASN1_ITEM(CMPGW_CHALLENGE)
+DECLARE_ASN1_ITEM(CMPGW_POPDECC)
+/* POPODecKeyRespContent ::= SEQUENCE OF INTEGER */
+DECLARE_ASN1_ITEM(CMPGW_POPDECR)
+
+/* KeyRecRepContent ::= SEQUENCE { status PKIStatusInfo, newSigCert [0]
+ *      CMPCertificate OPTIONAL, caCerts [1] SEQUENCE OF CMPCertificate
+ *      OPTIONAL, keyPairHist [2] SEQUENCE OF CertifiedKeyPair OPTIONAL }
+ *      (RFC 4210 §5.3.8) */
+typedef struct {
+        CMPGW_PKISI *status;
+        CMPGW_CERT_SHELL *new_sig_cert;
+        STACK_OF(CMPGW_CERT_SHELL) *ca_certs;
+        STACK_OF(ASN1_TYPE) *key_pair_hist;
+} CMPGW_KEYRECREP;
+DECLARE_ASN1_ITEM(CMPGW_KEYRECREP)
+
+/* PollReqContent ::= SEQUENCE OF SEQUENCE { certReqId INTEGER }
+ * PollRepContent ::= SEQUENCE OF SEQUENCE { certReqId INTEGER, checkAfter
+ *      INTEGER, reason PKIFreeText OPTIONAL } (RFC 4210 §5.3.22) */
+typedef struct {
+        ASN1_INTEGER *cert_req_id;
+} CMPGW_POLLREQ_ENTRY;
+DECLARE_ASN1_ITEM(CMPGW_POLLREQ_ENTRY)
+DECLARE_ASN1_ITEM(CMPGW_POLLREQ)
+typedef struct {
+        ASN1_INTEGER *cert_req_id;
+        ASN1_INTEGER *check_after;
+        STACK_OF(ASN1_UTF8STRING) *reason;
+} CMPGW_POLLREP_ENTRY;
+DECLARE_ASN1_ITEM(CMPGW_POLLREP_ENTRY)
+DECLARE_ASN1_ITEM(CMPGW_POLLREP)
+
+/* NestedMessageContent ::= PKIMessages (SEQUENCE OF PKIMessage), each kept
+ * as ANY and inspected in turn */
+
+/* InfoTypeAndValue values (RFC 4210 §5.3.19): SEQUENCE OF
+ * AlgorithmIdentifier (signKeyPairTypes, encKeyPairTypes), OBJECT
+ * IDENTIFIER (unsupportedOIDs), UTF8String (suppLangTags) */
+DECLARE_ASN1_ITEM(CMPGW_ALGORS)
+DECLARE_ASN1_ITEM(CMPGW_OIDS)
+DECLARE_ASN1_ITEM(CMPGW_UTF8S)
 
 DECLARE_ASN1_ITEM(CMPGW_CKUANN)
 DECLARE_ASN1_ITEM(CMPGW_RANN)

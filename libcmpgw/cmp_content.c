@@ -3,7 +3,8 @@
  * One decoding with the templates of cmp_asn1.h (OpenSSL 3.0 keeps the
  * PKIMessage structures private), reading the parts through OpenSSL's public
  * CRMF and X509 API where it has one. Whether the bytes are a well-formed
- * PKIMessage in OpenSSL's eyes is cmp_msg_inspect()'s job, done before. */
+ * DER PKIMessage is cmp_msg_inspect()'s job: cmp_msg_inspect_content()
+ * checks and reads in one decoding. */
 #include "cmp_content.h"
 
 #include <errno.h>
@@ -410,11 +411,39 @@ static int take_body(struct cmp_content *c, const CMPGW_BODY *b) {
         }
 }
 
-/* One pass with our templates: the gateway has already checked these bytes
- * with OpenSSL's own decoder (cmp_msg_inspect) before they got here. */
+static struct cmp_content *content_new(int body) {
+        struct cmp_content *c = calloc(1, sizeof *c);
+
+        if (!c)
+                return NULL;
+        c->body = body;
+        c->status = CMP_STATUS_NONE;
+        c->fail_info = -1;
+        c->revocation_reason = -1;
+        return c;
+}
+
+int cmp_content_from_msg(const CMPGW_MSG_CONTENT *m, struct cmp_content **ret) {
+        struct cmp_content *c = content_new(m->body->type);
+        int k;
+
+        if (!c)
+                return -ENOMEM;
+        k = take_header(c, m->header);
+        if (k >= 0)
+                k = take_body(c, m->body);
+        ERR_clear_error();
+        if (k < 0) {
+                cmp_content_free(c);
+                return k;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* One pass with our templates, without the checks of cmp_msg_inspect(). */
 int cmp_content_parse(const uint8_t *der, size_t len, struct cmp_content **ret) {
         const unsigned char *p = der;
-        struct cmp_content *c;
         CMPGW_MSG_CONTENT *m;
         int k;
 
@@ -426,24 +455,7 @@ int cmp_content_parse(const uint8_t *der, size_t len, struct cmp_content **ret) 
                 ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
                 return -EBADMSG;
         }
-        c = calloc(1, sizeof *c);
-        if (!c) {
-                ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
-                return -ENOMEM;
-        }
-        c->body = m->body->type;
-        c->status = CMP_STATUS_NONE;
-        c->fail_info = -1;
-        c->revocation_reason = -1;
-        k = take_header(c, m->header);
-        if (k >= 0)
-                k = take_body(c, m->body);
+        k = cmp_content_from_msg(m, ret);
         ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
-        ERR_clear_error();
-        if (k < 0) {
-                cmp_content_free(c);
-                return k;
-        }
-        *ret = c;
-        return 0;
+        return k;
 }

@@ -18,6 +18,8 @@
 
 #include <openssl/x509.h>
 
+#include "cmp_asn1.h"
+
 /* PKIStatus (RFC 4210 §5.2.3) */
 enum cmp_pki_status {
         CMP_STATUS_NONE = -1,           /* the message carries no status */
@@ -66,6 +68,9 @@ struct cmp_content {
 
 /* Parses one DER PKIMessage (all bytes). 0, -EBADMSG, -ENOMEM. */
 int cmp_content_parse(const uint8_t *der, size_t len, struct cmp_content **ret);
+/* The same from a message decoded with the CMPGW_MSG_CONTENT template
+ * (cmp_asn1.h; cmp_msg_inspect_content() does both). */
+int cmp_content_from_msg(const CMPGW_MSG_CONTENT *m, struct cmp_content **ret);
 struct cmp_content *cmp_content_free(struct cmp_content *c);
 
 /* "accepted", "grantedWithMods", ...; "none" for -1, "?" if unknown */

@@ -1,4 +1,4 @@
-/* cmp_msg.h -- inspecting DER PKIMessages with OpenSSL's CMP API */
+/* cmp_msg.h -- inspecting DER PKIMessages (asn1t.h templates, cmp_asn1.h) */
 #pragma once
 
 #include <stdbool.h>
@@ -27,10 +27,20 @@ struct cmp_msg_info {
         size_t tid_len;
 };
 
+struct cmp_content;
+
 /* Inspect a request or response body: it must be exactly one DER
- * PKIMessage, all bytes consumed. 0, or -EBADMSG with a reason in why. */
+ * PKIMessage, all bytes consumed, every body in the shape OpenSSL's own
+ * decoder gives it (nested messages inspected in turn). 0, or -EBADMSG with
+ * a reason in why. */
 int cmp_msg_inspect(const uint8_t *der, size_t len, struct cmp_msg_info *info,
                     const char **why);
+/* The same, and what the registry needs from it (cmp_content.h) out of the
+ * same decoding, so a message is decoded once per exchange. 0, -EBADMSG,
+ * -ENOMEM; *content (owned by the caller) is NULL on error and when the
+ * registry would not understand the message (cmp_content_parse fails). */
+int cmp_msg_inspect_content(const uint8_t *der, size_t len, struct cmp_msg_info *info,
+                            struct cmp_content **content, const char **why);
 
 const char *cmp_body_name(int body);    /* "ir", "certConf", ...; "?" */
 
