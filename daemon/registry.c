@@ -1089,15 +1089,30 @@ static int observe_exchange(struct registry *r, const struct registry_exchange *
         }
 }
 
+/* the content handed in, else parsed from DER into *parsed (freed by the caller) */
+static int content_of(const struct cmp_content *given, const uint8_t *der, size_t len,
+                      struct cmp_content **parsed, const struct cmp_content **ret) {
+        int k;
+
+        if (given) {
+                *ret = given;
+                return 0;
+        }
+        k = cmp_content_parse(der, len, parsed);
+        *ret = *parsed;
+        return k;
+}
+
 int registry_observe(struct registry *r, const struct registry_exchange *x) {
-        struct cmp_content *q = NULL, *rsp = NULL;
+        struct cmp_content *q_parsed = NULL, *rsp_parsed = NULL;
+        const struct cmp_content *q, *rsp;
         int k;
 
         if (!x->req || !x->rsp || x->rsp_len == 0)
                 return 0;       /* no answer to learn from */
-        k = cmp_content_parse(x->req, x->req_len, &q);
+        k = content_of(x->req_content, x->req, x->req_len, &q_parsed, &q);
         if (k >= 0)
-                k = cmp_content_parse(x->rsp, x->rsp_len, &rsp);
+                k = content_of(x->rsp_content, x->rsp, x->rsp_len, &rsp_parsed, &rsp);
         if (k < 0) {
                 log_debug("registry: exchange not understood: %s", strerror(-k));
                 goto out;
@@ -1110,8 +1125,8 @@ int registry_observe(struct registry *r, const struct registry_exchange *x) {
                 log_warning("registry: exchange from %s not recorded: %s",
                             x->peer ? x->peer : "?", strerror(-k));
 out:
-        cmp_content_free(q);
-        cmp_content_free(rsp);
+        cmp_content_free(q_parsed);
+        cmp_content_free(rsp_parsed);
         return k;
 }
 

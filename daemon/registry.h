@@ -30,6 +30,9 @@ struct registry_exchange {
         const char *psk_identity;       /* coaps with PSK, else NULL */
         const char *client_subject;     /* coaps with a client certificate, else NULL */
         uint64_t now;                   /* unix seconds */
+        /* req and rsp as the gateway's inspection read them
+         * (cmp_msg_inspect_content), or NULL: then they are parsed here */
+        const struct cmp_content *req_content, *rsp_content;
 };
 
 enum registry_event_type {

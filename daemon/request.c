@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "admission.h"
+#include "cmp_content.h"
 #include "cmp_protection.h"
 #include "coap_server.h"
 #include "coap_status.h"
@@ -48,6 +49,7 @@ void request_free(struct request *r) {
         r->manager->n_requests--;
         dbus_api_properties_changed(r->manager->dbus);
         free(r->body);
+        cmp_content_free(r->content);
         free(r->answer);
         free(r->upstream_name);
         free(r->upstream_uri);
@@ -207,7 +209,11 @@ void request_start(struct request *r) {
         int ret;
 
         m->stats.requests++;
-        if (cmp_msg_inspect(r->body, r->body_len, &r->info, &why) < 0)
+        /* decoded once: the registry reads r->content after the answer came */
+        ret = cmp_msg_inspect_content(r->body, r->body_len, &r->info, &r->content, &why);
+        if (ret == -ENOMEM)
+                return request_fail(r, 500, -1, "out of memory");
+        if (ret < 0)
                 return request_fail(r, 400, -1, "%s", why);
         if (!cmp_body_is_request(r->info.body))
                 return request_fail(r, 400, -1, "a %s PKIMessage is not a request", cmp_body_name(r->info.body));
@@ -243,6 +249,8 @@ static void request_record(struct request *r, const struct upstream_result *res)
                 .rsp = res->body, .rsp_len = res->body_len,
                 .peer = r->peer,
                 .now = (uint64_t) time(NULL),
+                .req_content = r->content,
+                .rsp_content = res->content,
         };
         int ret;
 

@@ -22,6 +22,7 @@
 typedef struct Manager Manager;
 struct upstream_call;
 struct coap_call;
+struct cmp_content;
 
 struct request {
         Manager *manager;
@@ -47,6 +48,7 @@ struct request {
         uint8_t *body;                  /* the request PKIMessage, DER */
         size_t body_len;
         struct cmp_msg_info info;
+        struct cmp_content *content;    /* what the registry needs, from the one decoding; may be NULL */
 
         /* upstream, copied from the config so a reload cannot pull it away */
         char *upstream_name;
@@ -82,6 +84,7 @@ struct upstream_result {
         const uint8_t *body;            /* borrowed; NULL when none */
         size_t body_len;
         bool body_is_cmp;               /* verified to be one PKIMessage */
+        const struct cmp_content *content;      /* of body, from that check (borrowed), or NULL */
         int max_age;                    /* -1 for none */
         const char *diagnostic;         /* for errors */
 };

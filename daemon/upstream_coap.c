@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "cmp_content.h"
 #include "cmp_msg.h"
 #include "coap_loop.h"
 #include "coap_status.h"
@@ -228,6 +229,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         size_t len = 0, offset, total;
         char diag[256];
         struct cmp_msg_info info;
+        struct cmp_content *content = NULL;
         int cls;
 
         if (!c)
@@ -242,11 +244,13 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         }
         cls = COAP_RESPONSE_CLASS(code);
         res.coap_code = cls * 100 + (code & 0x1f);
+        /* decoded once: the registry reads res.content */
         if (option_uint(received, COAP_OPTION_CONTENT_FORMAT, 0) == CT_PKIXCMP &&
-            cmp_msg_inspect(data, len, &info, NULL) == 0) {
+            cmp_msg_inspect_content(data, len, &info, &content, NULL) == 0) {
                 res.body = data;
                 res.body_len = len;
                 res.body_is_cmp = true;
+                res.content = content;
         } else if (cls == 2) {
                 /* PRODUCT.md: an answer without a PKIMessage is a bad gateway */
                 call_fail(c, 502, "upstream %s answered %d.%02d without a PKIMessage", c->req->upstream_name,
@@ -261,6 +265,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         if (res.coap_code == 503)
                 res.max_age = (int) option_uint(received, COAP_OPTION_MAXAGE, 60);
         call_finish(c, &res);
+        cmp_content_free(content);
         return COAP_RESPONSE_OK;
 }
 
