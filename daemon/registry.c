@@ -891,7 +891,7 @@ static int pending_put(struct registry *r, const struct pending_new *n, uint64_t
  * cert NULL): a pending transaction. */
 static int on_issued(struct registry *r, const struct registry_exchange *x, const struct cmp_content *q,
                      const struct cmp_content *rsp, const char *tid) {
-        struct cmp_cert_info ci = {};
+        const struct cmp_cert_info *ci = rsp->cert;
         struct pending_row prev;
         struct device_row d;
         struct pending_new n = { .tid = tid };
@@ -905,12 +905,8 @@ static int on_issued(struct registry *r, const struct registry_exchange *x, cons
         n.old_issuer = q->body == CMP_BODY_KUR ? q->old_issuer : prev.old_issuer;
         n.old_serial = q->body == CMP_BODY_KUR ? q->old_serial : prev.old_serial;
         n.subject = q->req_subject ?: prev.subject;
-        if (rsp->cert) {
-                k = cmp_cert_info_get(rsp->cert, &ci);
-                if (k < 0)
-                        goto out;
-                n.subject = ci.subject; /* a device is named by its certificate's subject */
-        }
+        if (ci)
+                n.subject = ci->subject;        /* a device is named by its certificate's subject */
         if (!n.subject || !tid) {
                 log_debug("registry: %s without subject or transactionID", cmp_body_name(rsp->body));
                 k = 0;
@@ -922,7 +918,7 @@ static int on_issued(struct registry *r, const struct registry_exchange *x, cons
         n.device_id = d.id;
         n.device_new = created || (prev.subject && prev.device_new);
         if (rsp->cert) {
-                k = cert_insert(r, d.id, &ci, n.method, tid, x->now, &n.cert_id);
+                k = cert_insert(r, d.id, ci, n.method, tid, x->now, &n.cert_id);
                 if (k >= 0 && d.is_pending)     /* shown until confirmed or failed */
                         k = device_set_cert(r, d.id, n.cert_id);
         }
@@ -935,7 +931,6 @@ static int on_issued(struct registry *r, const struct registry_exchange *x, cons
         if (k >= 0 && rsp->cert && rsp->implicit_confirm)
                 k = on_confirmed(r, x, tid);
 out:
-        cmp_cert_info_clear(&ci);
         pending_row_clear(&prev);
         return k;
 }

@@ -214,6 +214,29 @@ int cmp_cert_info_get(const X509 *x, struct cmp_cert_info *ci) {
         return 0;
 }
 
+int cmp_cert_info_from_shell(const CMPGW_CERT_SHELL *x, struct cmp_cert_info *ci) {
+        unsigned char *der = NULL;
+        int n;
+
+        memset(ci, 0, sizeof *ci);
+        if (time_to_unix(x->tbs->validity->not_before, &ci->not_before) < 0 ||
+            time_to_unix(x->tbs->validity->not_after, &ci->not_after) < 0)
+                return -EBADMSG;
+        n = ASN1_item_i2d((const ASN1_VALUE *) x, &der, ASN1_ITEM_rptr(CMPGW_CERT_SHELL));
+        if (n <= 0)
+                return -EBADMSG;
+        ci->der = der;
+        ci->der_len = (size_t) n;
+        ci->subject = cmp_name_rfc2253(x->tbs->subject);
+        ci->issuer = cmp_name_rfc2253(x->tbs->issuer);
+        ci->serial = cmp_integer_hex(x->tbs->serial);
+        if (!ci->subject || !ci->issuer || !ci->serial) {
+                cmp_cert_info_clear(ci);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 /* ---- the message ---- */
 
 struct cmp_content *cmp_content_free(struct cmp_content *c) {
@@ -226,7 +249,9 @@ struct cmp_content *cmp_content_free(struct cmp_content *c) {
         free(c->old_issuer);
         free(c->old_serial);
         free(c->status_text);
-        X509_free(c->cert);
+        if (c->cert)
+                cmp_cert_info_clear(c->cert);
+        free(c->cert);
         free(c);
         return NULL;
 }
@@ -319,10 +344,15 @@ static int take_rep(struct cmp_content *c, const CMPGW_CERTREPMESSAGE *rep) {
          * without a certificate. */
         if (coec->type != 0)
                 return 0;
-        if (!X509_up_ref(coec->value.certificate))
+        c->cert = calloc(1, sizeof *c->cert);
+        if (!c->cert)
                 return -ENOMEM;
-        c->cert = coec->value.certificate;
-        return 0;
+        k = cmp_cert_info_from_shell(coec->value.certificate, c->cert);
+        if (k < 0) {
+                free(c->cert);
+                c->cert = NULL;
+        }
+        return k;
 }
 
 static int take_rr(struct cmp_content *c, const STACK_OF(CMPGW_REVDETAILS) *rr) {

@@ -63,7 +63,7 @@ struct cmp_content {
         int status;                     /* enum cmp_pki_status */
         char *status_text;              /* statusString joined by "; ", or NULL */
         int64_t fail_info;              /* PKIFailureInfo bits, -1 if absent */
-        X509 *cert;                     /* ip/cp/kup: the issued certificate, owned */
+        struct cmp_cert_info *cert;     /* ip/cp/kup: the issued certificate, owned; NULL if none */
 };
 
 /* Parses one DER PKIMessage (all bytes). 0, -EBADMSG, -ENOMEM. */
@@ -79,6 +79,8 @@ const char *cmp_pki_status_name(int status);
 char *cmp_content_status_detail(const struct cmp_content *c);
 
 int cmp_cert_info_get(const X509 *x, struct cmp_cert_info *ci);  /* 0, -ENOMEM, -EBADMSG */
+/* The same from a certificate decoded as CMPGW_CERT_SHELL (no key decoded) */
+int cmp_cert_info_from_shell(const CMPGW_CERT_SHELL *x, struct cmp_cert_info *ci);
 void cmp_cert_info_clear(struct cmp_cert_info *ci);
 
 /* Helpers shared with the registry */

@@ -9,6 +9,23 @@
 
 static struct fx_pki pki;
 
+/* the issued certificate's facts are those of X, and its DER X's */
+static bool same_cert(const struct cmp_cert_info *ci, X509 *x) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(x, &der);
+        struct cmp_cert_info want;
+        bool same = ci && n > 0 && (size_t) n == ci->der_len && memcmp(der, ci->der, ci->der_len) == 0 &&
+                    cmp_cert_info_get(x, &want) == 0;
+
+        if (same)
+                same = strcmp(want.subject, ci->subject) == 0 && strcmp(want.issuer, ci->issuer) == 0 &&
+                       strcmp(want.serial, ci->serial) == 0 && want.not_before == ci->not_before &&
+                       want.not_after == ci->not_after;
+        cmp_cert_info_clear(&want);
+        OPENSSL_free(der);
+        return same;
+}
+
 static struct cmp_content *parse(const unsigned char *der, int len) {
         struct cmp_content *c = NULL;
 
@@ -30,7 +47,7 @@ static void test_ir_certconf(void) {
         X509 *cert = fx_cert(&pki, key, "node1", 1750000000, 1780000000, 0x0ABCDEF0);
         struct fx_run run;
         struct cmp_content *q, *s;
-        struct cmp_cert_info ci;
+        const struct cmp_cert_info *ci;
 
         CHECK_INT(fx_enrol(&run, OSSL_CMP_IR, key, "node1", cert, NULL, FX_ACCEPT, false), 1);
         CHECK_INT(run.n, 2);
@@ -55,16 +72,17 @@ static void test_ir_certconf(void) {
         CHECK_INT(s->fail_info, -1);
         CHECK(!s->implicit_confirm);
         CHECK(s->cert != NULL);
-        CHECK(s->cert && X509_cmp(s->cert, cert) == 0);
+        CHECK(same_cert(s->cert, cert));
         CHECK_STR(s->sender, "");               /* the server has no name: NULL-DN */
-        CHECK_INT(cmp_cert_info_get(s->cert, &ci), 0);
-        CHECK_STR(ci.subject, "CN=node1,O=cmpgw");
-        CHECK_STR(ci.issuer, "CN=Test CA,O=cmpgw");
-        CHECK_STR(ci.serial, "0ABCDEF0");
-        CHECK_INT(ci.not_before, 1750000000);
-        CHECK_INT(ci.not_after, 1780000000);
-        CHECK(ci.der_len > 200 && ci.der && ci.der[0] == 0x30);
-        cmp_cert_info_clear(&ci);
+        ci = s->cert;
+        if (ci) {       /* read from the template, the key not decoded */
+                CHECK_STR(ci->subject, "CN=node1,O=cmpgw");
+                CHECK_STR(ci->issuer, "CN=Test CA,O=cmpgw");
+                CHECK_STR(ci->serial, "0ABCDEF0");
+                CHECK_INT(ci->not_before, 1750000000);
+                CHECK_INT(ci->not_after, 1780000000);
+                CHECK(ci->der_len > 200 && ci->der && ci->der[0] == 0x30);
+        }
         cmp_content_free(q);
         cmp_content_free(s);
 
@@ -149,7 +167,7 @@ static void test_kur_rr(void) {
                 CHECK_STR(q->old_serial, "41");         /* oldCertID control */
                 CHECK_STR(q->old_issuer, "CN=Test CA,O=cmpgw");
                 CHECK_INT(s->body, CMP_BODY_KUP);
-                CHECK(s->cert && X509_cmp(s->cert, c2) == 0);
+                CHECK(same_cert(s->cert, c2));
         }
         cmp_content_free(q);
         cmp_content_free(s);
