@@ -4,11 +4,10 @@
 #include "cmp_msg.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdbool.h>
-#include <string.h>
-
 #include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <openssl/asn1t.h>
 #include <openssl/err.h>
