@@ -555,6 +555,25 @@ static bool admit_start(struct coap_server *s, coap_session_t *session, coap_pdu
         return false;
 }
 
+/* A CMP transaction starts: fewer than limits.max_in_flight of all peers
+ * together wait on upstreams? Else 5.03 with Max-Age (RFC 9482 §4: resource
+ * exhaustion; RFC 7252 §5.9.3.4: Max-Age says when to retry). */
+static bool admit_in_flight_global(struct coap_server *s, coap_session_t *session, coap_pdu_t *response) {
+        const struct cmpgw_config *c = s->manager->config;
+        char peer[64];
+
+        if (c->limit_max_in_flight == 0 || s->manager->n_requests < c->limit_max_in_flight)
+                return true;
+        s->manager->stats.limited_max_in_flight++;
+        peer_name(session, peer, sizeof peer);
+        if (log_ratelimit_ok(&s->limited_log, now_usec(s)))
+                log_warning("%s: refused, limits.max_in_flight (%u transactions in flight)", peer,
+                            s->manager->n_requests);
+        answer_error(response, 503, (int) c->unavailable_max_age,
+                     "gateway busy (limits.max_in_flight); retry after Max-Age");
+        return false;
+}
+
 /* A representation into RESPONSE (its code set): whole, or the block the
  * request asks for (RFC 7959 §2.4; RFC 9482 §2.4: large ones block-wise). */
 static void answer_blocks(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
@@ -890,6 +909,10 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
                 free(body);
                 return answer_error(response, 503, (int) s->manager->config->unavailable_max_age,
                                     "gateway shutting down; retry later");
+        }
+        if (!admit_in_flight_global(s, session, response)) {
+                free(body);
+                return;
         }
         r = request_new(s->manager);
         if (!r) {

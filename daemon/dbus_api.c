@@ -566,7 +566,8 @@ static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_err
                         "peers_tracked", "u", peer_limits_count(m->peers),
                         "ann_observers", "u", coap_server_ann_observers(m->coap));
         if (r >= 0)
-                r = sd_bus_message_append(reply, "{sv}{sv}",
+                r = sd_bus_message_append(reply, "{sv}{sv}{sv}",
+                        "limited_max_in_flight", "t", s->limited_max_in_flight,
                         "refused_admission", "t", s->refused_admission,
                         "refused_identity_mismatch", "t", s->refused_identity_mismatch);
         if (r >= 0)

@@ -711,7 +711,8 @@ static int parse_announcements(struct parser *p, struct json_object *o, struct c
 }
 
 static int parse_limits(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
-        static const char *const keys[] = { "rate", "burst", "in_flight_per_peer", "buffered_bytes", NULL };
+        static const char *const keys[] = { "rate", "burst", "in_flight_per_peer", "max_in_flight",
+                                            "buffered_bytes", NULL };
         struct json_object *v;
         uint64_t n;
         int r;
@@ -738,6 +739,11 @@ static int parse_limits(struct parser *p, struct json_object *o, struct cmpgw_co
                 if ((r = get_uint(p, "limits.in_flight_per_peer", v, 1, 1000000, &n)) < 0)
                         return r;
                 c->limit_in_flight = (uint32_t) n;
+        }
+        if (json_object_object_get_ex(o, "max_in_flight", &v)) {
+                if ((r = get_uint(p, "limits.max_in_flight", v, 0, 10000000, &n)) < 0)
+                        return r;
+                c->limit_max_in_flight = (uint32_t) n;
         }
         if (json_object_object_get_ex(o, "buffered_bytes", &v) &&
             (r = get_uint(p, "limits.buffered_bytes", v, 1024, 1ULL << 34, &c->limit_buffered)) < 0)
@@ -867,6 +873,7 @@ static struct cmpgw_config *config_new_defaults(void) {
         c->limit_rate = 20;
         c->limit_burst = 40;
         c->limit_in_flight = 16;
+        c->limit_max_in_flight = 1024;
         c->limit_buffered = 8 * 1024 * 1024;
         c->registry_path = strdup(CMPGW_DEFAULT_REGISTRY);
         if (!c->registry_path) {

@@ -127,6 +127,7 @@ struct cmpgw_config {
         uint32_t limit_burst;           /* "burst": bucket size; default 2 * rate (at least 1) */
         uint32_t limit_in_flight;       /* "in_flight_per_peer": transactions upstream at once; default 16 */
         uint64_t limit_buffered;        /* "buffered_bytes": all incomplete Block1 transfers; default 8 MiB */
+        uint32_t limit_max_in_flight;   /* "max_in_flight": transactions of all peers at once; 0 = off; default 1024 */
         uint64_t watchdog_usec;         /* not configured: from $WATCHDOG_USEC */
         /* "admission": {"labels": {"LABEL": "open"|"registered"}} */
         struct cmpgw_label_admission *label_admission;

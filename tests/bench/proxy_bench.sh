@@ -88,7 +88,7 @@ write_config "$T/gw.json" "[
 # the simulated nodes all come from 127.0.0.1: per-address limits off, or
 # this would measure the limiter; a session per node to the upstream, as
 # libcoap's proxy keeps (max_connections caps cmpgwd's CoAP sessions too)
-sed -i 's/^}$/, "limits": { "rate": 0, "in_flight_per_peer": 1000000 } }/' "$T/gw.json"
+sed -i 's/^}$/, "limits": { "rate": 0, "in_flight_per_peer": 1000000, "max_in_flight": 0 } }/' "$T/gw.json"
 start_cmpgwd() {
         "$CMPGWD" --config "$T/gw.json" >>"$T/gw.log" 2>&1 &
         GW_PID=$!

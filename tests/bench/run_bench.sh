@@ -49,7 +49,7 @@ bench_config() {        # CONF ANSWER: one upstream, nginx serving ANSWER
         write_config "$1" "[ { \"name\": \"nginx\", \"uri\": \"http://127.0.0.1:$NGX_PORT/pkix/$2\", \"timeout\": 10 } ]"
         # the 50 simulated nodes all come from 127.0.0.1: per-address limits off,
         # or this would measure the limiter (limits.rate 20/s per address)
-        sed -i 's/^}$/, "limits": { "rate": 0, "in_flight_per_peer": 1000000 } }/' "$1"
+        sed -i 's/^}$/, "limits": { "rate": 0, "in_flight_per_peer": 1000000, "max_in_flight": 0 } }/' "$1"
 }
 
 bench_gw_start() {      # CONF

@@ -189,7 +189,7 @@ echo "messages: ir $(stat -c %s "$T/msg/ir.der") B → ip $(stat -c %s "$T/msg/i
 
 if part enrol || part handshake || part loss; then
         MAIN_PORT=$(free_port udp) MAIN_DPORT=$(free_port udp)
-        gw_config "$T/main.json" "$MAIN_PORT" "$MAIN_DPORT" '{"rate": 0, "in_flight_per_peer": 1000000}'
+        gw_config "$T/main.json" "$MAIN_PORT" "$MAIN_DPORT" '{"rate": 0, "in_flight_per_peer": 1000000, "max_in_flight": 0}'
         start_bench_gw main "$T/main.json" "$MAIN_PORT"
         COAP=coap://127.0.0.1:$MAIN_PORT COAPS=coaps://127.0.0.1:$MAIN_DPORT
         declare -A TRANSPORT=(
@@ -229,7 +229,7 @@ if part handshake; then
         cases=(plain psk-full cert-full psk-resume cert-resume psk-reuse cert-reuse)
         if [[ -n $OLD_GW ]]; then
                 OLD_PORT=$(free_port udp) OLD_DPORT=$(free_port udp)
-                gw_config "$T/old.json" "$OLD_PORT" "$OLD_DPORT" '{"rate": 0, "in_flight_per_peer": 1000000}'
+                gw_config "$T/old.json" "$OLD_PORT" "$OLD_DPORT" '{"rate": 0, "in_flight_per_peer": 1000000, "max_in_flight": 0}'
                 start_bench_gw old "$T/old.json" "$OLD_PORT" "$OLD_GW"
                 cases+=(psk-resume-old)
         fi
@@ -262,7 +262,7 @@ fi
 if part flood; then
         LIM_PORT=$(free_port udp) FREE_PORT=$(free_port udp)
         gw_config "$T/lim.json" "$LIM_PORT" - ''
-        gw_config "$T/free.json" "$FREE_PORT" - '{"rate": 0, "in_flight_per_peer": 1000000}'
+        gw_config "$T/free.json" "$FREE_PORT" - '{"rate": 0, "in_flight_per_peer": 1000000, "max_in_flight": 0}'
         start_bench_gw lim "$T/lim.json" "$LIM_PORT"
         start_bench_gw free "$T/free.json" "$FREE_PORT"
         victims=$((VICTIM_RATE * FLOOD_SECONDS))

@@ -11,6 +11,10 @@
 #   (c) limits.buffered_bytes: block-wise transfers past the global budget
 #       are 5.03 with Max-Age; abandoned ones are dropped after
 #       coap.transfer_timeout, and the budget is free again.
+#   (d) limits.max_in_flight 2 (after a reload): while two addresses wait on
+#       the slow upstream, a third address is answered 5.03 with Max-Age
+#       coap.unavailable_max_age and nothing is queued; once they are
+#       answered it is served again.
 set -euo pipefail
 # shellcheck source=tests/dbus/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -118,8 +122,37 @@ expect_eq "$(stat_of 6 transfers_abandoned)" 1 "GetStatistics transfers_abandone
 sleep 2
 expect_code blockwise 2.04 -b 64 -m post -t 259 -f "$T/req/genm.der" "$CMP"
 
+step "(d) limits.max_in_flight 2: a third transaction of all addresses is 5.03"
+expect_eq "$(stat_of 7 limited_max_in_flight)" 0 "limited_max_in_flight before the cap"
+python3 - "$T/gw.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["limits"] = {"rate": 1, "burst": 3, "in_flight_per_peer": 16, "max_in_flight": 2, "buffered_bytes": 4096}
+c["coap"]["unavailable_max_age"] = 7
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+ctl reload reload
+expect_rc reload 0
+COAP_WAIT=15 coap_req slow1 -a 127.0.0.5 -m post -t 259 -f "$T/req/genm.der" "$CMP/p/slow" &
+slow1=$!
+COAP_WAIT=15 coap_req slow2 -a 127.0.0.6 -m post -t 259 -f "$T/req/genm.der" "$CMP/p/slow" &
+slow2=$!
+sleep 1
+expect_code busy 5.03 -a 127.0.0.7 -m post -t 259 -f "$T/req/genm.der" "$CMP"
+expect_contains "$COAP_DIAG" "limits.max_in_flight" "global cap diagnostic"
+expect_eq "$(coap_option Max-Age)" 7 "Max-Age of the 5.03 (coap.unavailable_max_age)"
+expect_eq "$(stat_of 8 limited_max_in_flight)" 1 "GetStatistics limited_max_in_flight"
+expect_eq "$(stat_of 9 transactions_in_flight)" 2 "transactions in flight at the cap"
+wait "$slow1" "$slow2"
+for f in slow1 slow2; do
+        grep -q 'c:2\.04' "$T/$f.out" "$T/$f.err" || fail "$f to the slow upstream was not served"
+done
+step "(d) below the cap again: 127.0.0.7 is served"
+expect_code after 2.04 -a 127.0.0.7 -m post -t 259 -f "$T/req/genm.der" "$CMP"
+
 ctl statsall stats
 expect_rc statsall 0
 grep -q 'limited_rate' "$T/statsall.out" || fail "cmpgwctl stats does not show limited_rate"
+grep -q 'limited_max_in_flight: 1' "$T/statsall.out" || fail "cmpgwctl stats does not show limited_max_in_flight"
 gw_alive
 log "ok"
