@@ -28,6 +28,7 @@
 #include "coap_blocks.h"
 #include "coap_loop.h"
 #include "coap_status.h"
+#include "dtls_reboot.h"
 #include "kept_answer.h"
 #include "log.h"
 #include "psk_file.h"
@@ -65,6 +66,7 @@ struct coap_server {
         coap_resource_t **label_resources;      /* /.well-known/cmp/p/<label>/..., from the config */
         size_t n_label_resources;
         struct dtls_creds *dtls;                /* coaps credentials, NULL without coaps */
+        struct dtls_reboot *dtls_reboot;        /* ClientHellos on established sessions; NULL without coaps */
         const struct cmpgw_listen *dtls_listen; /* while starting: the listener that set them */
         const struct cmpgw_config *dtls_config; /* the config they were read from */
         uint8_t dtls_dummy_key[32];
@@ -1655,6 +1657,7 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         struct coap_server *s = userdata;
 
+        dtls_reboot_check(s->dtls_reboot, now_usec(s));
         ann_fanout_heard(s, coap_loop_dispatch(s->ctx));
         if (s->fanout_bucket < OBSERVER_BUCKETS && !coap_loop_ready(s->ctx))
                 ann_fanout_step(s);
@@ -1666,6 +1669,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
         struct coap_server *s = userdata;
 
+        dtls_reboot_check(s->dtls_reboot, now_usec(s));
         coap_io_process(s->ctx, COAP_IO_NO_WAIT);
         sd_event_source_set_time_relative(src, TICK_USEC);
         return 0;
@@ -1696,8 +1700,12 @@ void coap_server_answer(struct coap_server *s, struct request *r) {
                 coap_async_trigger(r->async);   /* arms libcoap's timer: sent from on_io */
                 return;
         }
-        if (!r->defer_ack || !r->session)
+        if (!r->defer_ack)
                 return;         /* answered piggybacked, inside the handler */
+        if (!r->session) {      /* its session ended (session_release): nobody to answer */
+                request_free(r);
+                return;
+        }
         k = kept_new(s, r);
         if (k && kept_fits_one_pdu(s, k) && send_separate(k) < 0)
                 log_warning("request %llu: cannot send the separate response; the client's retransmission gets it",
@@ -1740,9 +1748,47 @@ static void log_dtls_event(coap_session_t *session, coap_event_t event) {
                   *psk ? psk : subject);
 }
 
+/* What cmpgwd keeps of a session that does not hold a reference */
+static void session_forget(struct coap_server *s, coap_session_t *session) {
+        struct transfer *t, *n;
+
+        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
+                if (t->session == session)
+                        transfer_free(s, t);
+        observers_drop_session(s, session);
+}
+
+/* A restarted node proved its address with a new handshake (dtls_reboot.h):
+ * its old session ends now. libcoap frees a server session only when no
+ * one references it, so every reference cmpgwd holds goes first: kept
+ * answers, requests in flight (still completed upstream and recorded, but
+ * answered to nobody), and libcoap's own through coap_session_disconnected
+ * (observers, messages waiting for an ACK); coap_io_prepare_epoll() then
+ * frees it before libcoap reads the new ClientHello. */
+static void session_release(coap_session_t *session, void *userdata) {
+        struct coap_server *s = userdata;
+        struct request *r, *n;
+        coap_tls_library_t lib;
+        coap_tick_t now;
+        SSL *ssl;
+
+        kept_answers_drop_session(s->kept, session);
+        LIST_FOREACH_SAFE(requests, r, n, s->manager->requests)
+                if (r->session == session) {
+                        coap_server_release_request(s, r);
+                        r->defer_ack = true;    /* coap_server_answer frees it */
+                }
+        session_forget(s, session);
+        /* no close_notify: it would go to the node's new incarnation */
+        if ((ssl = coap_session_get_tls(session, &lib)) && lib == COAP_TLS_LIBRARY_OPENSSL)
+                SSL_set_quiet_shutdown(ssl, 1);
+        coap_session_disconnected(session, COAP_NACK_TLS_FAILED);
+        coap_ticks(&now);
+        coap_io_prepare_epoll(s->ctx, now);
+}
+
 static int event_handler(coap_session_t *session, const coap_event_t event) {
         struct coap_server *s = server_of(session);
-        struct transfer *t, *n;
 
         /* RFC 9482 §2.4, §4: the largest block that fits the datagram, at most
          * coap.block_size: libcoap derives the block size from the PDU size */
@@ -1750,13 +1796,26 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
                 coap_session_set_mtu(session, (unsigned) s->manager->config->block_size + BLOCK_OVERHEAD);
         if (event == COAP_EVENT_DTLS_CONNECTED || event == COAP_EVENT_DTLS_ERROR)
                 log_dtls_event(session, event);
-        if (event != COAP_EVENT_SERVER_SESSION_DEL)
-                return 0;
-        LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
-                if (t->session == session)
-                        transfer_free(s, t);
-        observers_drop_session(s, session);
+        if (event == COAP_EVENT_DTLS_CONNECTED)
+                dtls_reboot_connected(s->dtls_reboot, session);
+        if (event == COAP_EVENT_SERVER_SESSION_DEL) {
+                dtls_reboot_session_gone(s->dtls_reboot, session);
+                session_forget(s, session);
+        }
         return 0;
+}
+
+/* RFC 6347 §4.2.8: a restarted node's new handshake (dtls_reboot.h) */
+static int dtls_reboot_watch(struct coap_server *s, const struct sockaddr *addr, socklen_t len) {
+        int r;
+
+        if (!s->dtls_reboot && (r = dtls_reboot_new(s->ctx, session_release, s, &s->dtls_reboot)) < 0)
+                return r;
+        r = dtls_reboot_add_endpoint(s->dtls_reboot, addr, len);
+        if (r < 0)
+                log_error("coaps listener: cannot find its socket (%s): restarted nodes would wait "
+                          "for their old session to time out", strerror(-r));
+        return r;
 }
 
 static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l, size_t index) {
@@ -1784,8 +1843,13 @@ static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l, siz
                         continue;
                 memcpy(&addr.addr, i->ai_addr, i->ai_addrlen);
                 addr.size = i->ai_addrlen;
-                if (coap_new_endpoint(s->ctx, &addr, dtls ? COAP_PROTO_DTLS : COAP_PROTO_UDP))
-                        n++;
+                if (!coap_new_endpoint(s->ctx, &addr, dtls ? COAP_PROTO_DTLS : COAP_PROTO_UDP))
+                        continue;
+                n++;
+                if (dtls && (r = dtls_reboot_watch(s, &addr.addr.sa, addr.size)) < 0) {
+                        freeaddrinfo(info);
+                        return r;
+                }
         }
         freeaddrinfo(info);
         if (n == 0) {
@@ -1905,6 +1969,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
         if (s->ctx)
                 coap_free_context(s->ctx);
         dtls_creds_free(s->dtls);
+        s->dtls_reboot = dtls_reboot_free(s->dtls_reboot);
         if (the_server == s)
                 the_server = NULL;
         free(s);

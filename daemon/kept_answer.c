@@ -129,6 +129,14 @@ struct kept_answer *kept_answers_latest_get0(struct kept_answers *ka, coap_sessi
         return NULL;
 }
 
+void kept_answers_drop_session(struct kept_answers *ka, const coap_session_t *session) {
+        struct kept_answer *k, *n;
+
+        LIST_FOREACH_SAFE(age, k, n, ka->newest)
+                if (k->session == session)
+                        kept_free(ka, k);
+}
+
 void kept_answers_expire(struct kept_answers *ka, uint64_t now_usec) {
         while (ka->oldest && now_usec > ka->oldest->expires_usec)
                 kept_free(ka, ka->oldest);

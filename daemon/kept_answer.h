@@ -53,6 +53,9 @@ struct kept_answer *kept_answers_get0(struct kept_answers *ka, coap_session_t *s
 struct kept_answer *kept_answers_latest_get0(struct kept_answers *ka, coap_session_t *session,
                                              uint32_t path_key);
 
+/* Forget the answers on SESSION (its association ended: dtls_reboot.h). */
+void kept_answers_drop_session(struct kept_answers *ka, const coap_session_t *session);
+
 /* Forget answers older than EXCHANGE_LIFETIME. */
 void kept_answers_expire(struct kept_answers *ka, uint64_t now_usec);
 
