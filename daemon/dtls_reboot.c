@@ -34,7 +34,7 @@ struct peeked {
         size_t len;
         struct sockaddr_storage from;
         socklen_t from_len;
-        uint8_t control[256];           /* IP_PKTINFO or IPV6_PKTINFO: where it came in */
+        _Alignas(struct cmsghdr) uint8_t control[256];  /* IP_PKTINFO or IPV6_PKTINFO: where it came in */
         size_t control_len;
         int ifindex;
 };
