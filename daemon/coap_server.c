@@ -1725,6 +1725,10 @@ void coap_server_release_request(struct coap_server *s, struct request *r) {
         r->session = NULL;
 }
 
+const struct dtls_reboot_stats *coap_server_get0_dtls_reboot_stats(const struct coap_server *s) {
+        return dtls_reboot_get0_stats(s ? s->dtls_reboot : NULL);
+}
+
 size_t coap_server_buffered_bytes(const struct coap_server *s) {
         return s ? s->buffered : 0;
 }

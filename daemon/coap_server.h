@@ -29,3 +29,6 @@ size_t coap_server_buffered_bytes(const struct coap_server *s);
 void coap_server_announcement(struct coap_server *s);
 /* ann observers registered now */
 unsigned coap_server_ann_observers(const struct coap_server *s);
+
+/* ClientHellos on established DTLS sessions (dtls_reboot.h); zeros without coaps */
+const struct dtls_reboot_stats *coap_server_get0_dtls_reboot_stats(const struct coap_server *s);

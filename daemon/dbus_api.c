@@ -25,6 +25,7 @@
 #include "cmp_ann.h"
 #include "cmp_path.h"
 #include "coap_server.h"
+#include "dtls_reboot.h"
 #include "log.h"
 #include "manager.h"
 #include "upstream_coap.h"
@@ -533,6 +534,7 @@ static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_err
         struct dbus_api *d = userdata;
         Manager *m = d->manager;
         const struct gw_stats *s = &m->stats;
+        const struct dtls_reboot_stats *dtls = coap_server_get0_dtls_reboot_stats(m->coap);
         uint64_t now = 0, since = m->started_usec ? m->started_usec : d->started_usec;
         sd_bus_message *reply = NULL;
         int r;
@@ -565,6 +567,11 @@ static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_err
                         "buffered_bytes", "t", (uint64_t) coap_server_buffered_bytes(m->coap),
                         "peers_tracked", "u", peer_limits_count(m->peers),
                         "ann_observers", "u", coap_server_ann_observers(m->coap));
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}{sv}{sv}",
+                        "dtls_hello_verify_sent", "t", dtls->hello_verify_sent,
+                        "dtls_sessions_replaced", "t", dtls->sessions_replaced,
+                        "dtls_sessions_unknown_cookie", "t", dtls->sessions_unknown_cookie);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{sv}{sv}{sv}",
                         "limited_max_in_flight", "t", s->limited_max_in_flight,
