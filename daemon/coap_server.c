@@ -1809,17 +1809,20 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
         return 0;
 }
 
-/* RFC 6347 §4.2.8: a restarted node's new handshake (dtls_reboot.h) */
-static int dtls_reboot_watch(struct coap_server *s, const struct sockaddr *addr, socklen_t len) {
+/* RFC 6347 §4.2.8: a restarted node's new handshake (dtls_reboot.h). Not
+ * finding the socket costs only that: a warning, and the listener serves. */
+static int dtls_reboot_watch(struct coap_server *s, const struct cmpgw_listen *l,
+                             const struct sockaddr *addr, socklen_t len) {
         int r;
 
         if (!s->dtls_reboot && (r = dtls_reboot_new(s->ctx, session_release, s, &s->dtls_reboot)) < 0)
                 return r;
         r = dtls_reboot_add_endpoint(s->dtls_reboot, addr, len);
         if (r < 0)
-                log_error("coaps listener: cannot find its socket (%s): restarted nodes would wait "
-                          "for their old session to time out", strerror(-r));
-        return r;
+                log_warning("listen %s: cannot find its socket in /proc/self/fd (%s): a node that restarts "
+                            "on the address and port of its old session waits for that to time out",
+                            l->uri, strerror(-r));
+        return 0;
 }
 
 static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l, size_t index) {
@@ -1850,7 +1853,7 @@ static int add_endpoint(struct coap_server *s, const struct cmpgw_listen *l, siz
                 if (!coap_new_endpoint(s->ctx, &addr, dtls ? COAP_PROTO_DTLS : COAP_PROTO_UDP))
                         continue;
                 n++;
-                if (dtls && (r = dtls_reboot_watch(s, &addr.addr.sa, addr.size)) < 0) {
+                if (dtls && (r = dtls_reboot_watch(s, l, &addr.addr.sa, addr.size)) < 0) {
                         freeaddrinfo(info);
                         return r;
                 }
