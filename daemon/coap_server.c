@@ -1657,7 +1657,8 @@ int coap_server_apply_config(struct coap_server *s, const struct cmpgw_config *c
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         struct coap_server *s = userdata;
 
-        dtls_reboot_check(s->dtls_reboot, now_usec(s));
+        if (dtls_reboot_check(s->dtls_reboot, now_usec(s)))
+                return 0;       /* dtls_reboot.h: the next wake-up reads */
         ann_fanout_heard(s, coap_loop_dispatch(s->ctx));
         if (s->fanout_bucket < OBSERVER_BUCKETS && !coap_loop_ready(s->ctx))
                 ann_fanout_step(s);
@@ -1669,8 +1670,8 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
         struct coap_server *s = userdata;
 
-        dtls_reboot_check(s->dtls_reboot, now_usec(s));
-        coap_io_process(s->ctx, COAP_IO_NO_WAIT);
+        if (!dtls_reboot_check(s->dtls_reboot, now_usec(s)))
+                coap_io_process(s->ctx, COAP_IO_NO_WAIT);
         sd_event_source_set_time_relative(src, TICK_USEC);
         return 0;
 }

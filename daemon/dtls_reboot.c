@@ -401,7 +401,7 @@ static void replace_session(struct dtls_reboot *d, coap_session_t *session, cons
 /* A new ClientHello on an established session, without the cookie: answer
  * a HelloVerifyRequest carrying it and drop the datagram, which the old
  * session would drop anyway; the session stays */
-static void verify_first(struct dtls_reboot *d, int fd, struct peeked *p, uint64_t now_usec) {
+static bool verify_first(struct dtls_reboot *d, int fd, struct peeked *p, uint64_t now_usec) {
         char peer[64], *hvr;
         long hvr_len = BIO_get_mem_data(d->out, &hvr);
         uint8_t byte;
@@ -415,39 +415,47 @@ static void verify_first(struct dtls_reboot *d, int fd, struct peeked *p, uint64
                 send_hello_verify(fd, p, (const uint8_t *) hvr, (size_t) hvr_len);
         }
         (void) recv(fd, &byte, sizeof byte, MSG_DONTWAIT);
+        return hvr_len > 0;
 }
 
-static void check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
+static bool check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
         struct peeked p;
         struct cookie_entry *e;
         coap_session_t *session;
+        uint8_t head[OFF_HANDSHAKE_TYPE + 1];
 
+        /* the common case cheaply: a few bytes, no address */
+        if (recv(fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT) != (ssize_t) sizeof head ||
+            head[0] != DTLS_CT_HANDSHAKE || head[OFF_HANDSHAKE_TYPE] != DTLS_HT_CLIENT_HELLO)
+                return false;
         if (!peek(fd, &p) || !is_initial_client_hello(&p))
-                return;
+                return false;
         session = established_session(d, &p);
         e = entry_find(d, (const struct sockaddr *) &p.from);
         if (!session) {         /* a handshake libcoap does: learn its cookie */
                 listen_once(d, &p, NULL);
                 if (d->seen_len > 0)
                         entry_learn(d, &p, now_usec);
-                return;
+                return false;
         }
         if (!e || !e->established) {
                 /* its cookie was not learnt: the old session stays until it times out */
                 d->stats.sessions_unknown_cookie++;
-                return;
+                return false;
         }
-        if (listen_once(d, &p, e))
+        if (listen_once(d, &p, e)) {
                 replace_session(d, session, &p, now_usec);
-        else
-                verify_first(d, fd, &p, now_usec);
+                return false;
+        }
+        return verify_first(d, fd, &p, now_usec);
 }
 
-void dtls_reboot_check(struct dtls_reboot *d, uint64_t now_usec) {
-        if (!d)
-                return;
-        for (size_t i = 0; i < d->n_fds; i++)
-                check_socket(d, d->fds[i], now_usec);
+bool dtls_reboot_check(struct dtls_reboot *d, uint64_t now_usec) {
+        bool answered = false;
+
+        for (size_t i = 0; d && i < d->n_fds; i++)
+                answered |= check_socket(d, d->fds[i], now_usec);
+        return answered;
 }
 
 const struct dtls_reboot_stats *dtls_reboot_get0_stats(const struct dtls_reboot *d) {

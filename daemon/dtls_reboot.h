@@ -31,6 +31,7 @@
  * call that lets libcoap read (coap_loop_dispatch, coap_io_process). */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -49,8 +50,12 @@ struct dtls_reboot *dtls_reboot_free(struct dtls_reboot *d);
 /* The coaps endpoint just bound to ADDR: find its socket. */
 int dtls_reboot_add_endpoint(struct dtls_reboot *d, const struct sockaddr *addr, socklen_t len);
 
-/* Look at the next datagram of every coaps socket before libcoap reads it. */
-void dtls_reboot_check(struct dtls_reboot *d, uint64_t now_usec);
+/* Look at the next datagram of every coaps socket before libcoap reads it.
+ * true: a HelloVerifyRequest went out; the node's answer follows at once,
+ * so let libcoap read only after the next wake-up, which looks again (a
+ * datagram that comes between this look and libcoap's read is one this
+ * never sees: then the node's retransmission, 1 s later, is seen). */
+bool dtls_reboot_check(struct dtls_reboot *d, uint64_t now_usec);
 
 /* libcoap's events: a session completed its handshake; a session is freed */
 void dtls_reboot_connected(struct dtls_reboot *d, coap_session_t *session);

@@ -50,6 +50,19 @@ post_from() {
         log "$name: answered after $((SECONDS - t0)) s"
 }
 
+# kill_node PID PORT: SIGKILL (no close_notify), then until UDP PORT is free
+kill_node() {
+        local i
+        kill -9 "$1"
+        wait "$1" 2>/dev/null || true
+        for i in $(seq 50); do
+                python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("127.0.0.1", int(sys.argv[1])))' \
+                        "$2" 2>/dev/null && return 0
+                sleep 0.1
+        done
+        fail "UDP port $2 still taken after its node was killed"
+}
+
 # wait_log TEXT: until cmpgwd's log has TEXT (5 s)
 wait_log() {
         local i
@@ -95,8 +108,7 @@ obs=$!
 PIDS+=("$obs")
 wait_log "DTLS session with 127.0.0.1:$NODE_A"
 sleep 1
-kill -9 "$obs"
-wait "$obs" 2>/dev/null || true
+kill_node "$obs" "$NODE_A"
 post_from reboot-a "$NODE_A"
 grep -q "127.0.0.1:$NODE_A started a new handshake on its established session" "$T/gw.log" ||
         fail "cmpgwd did not log the replaced session of 127.0.0.1:$NODE_A"
@@ -168,9 +180,8 @@ else
 fi
 
 step "(b) the s_client node is killed and restarts on the same port"
-kill -9 "$live"
-wait "$live" 2>/dev/null || true
 exec 3>&-
+kill_node "$live" "$NODE_B"
 post_from reboot-b "$NODE_B"
 grep -q "127.0.0.1:$NODE_B started a new handshake on its established session" "$T/gw.log" ||
         fail "cmpgwd did not log the replaced session of 127.0.0.1:$NODE_B"
