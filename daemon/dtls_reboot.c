@@ -1,5 +1,6 @@
 /* dtls_reboot.c -- a ClientHello on an established DTLS session (RFC 6347
- * §4.2.8): our own stateless cookie exchange, then the old session goes */
+ * §4.2.8): a cookie exchange with libcoap's own cookie for the address,
+ * then the old session goes and libcoap takes the new handshake */
 #include "dtls_reboot.h"
 
 #include <dirent.h>
@@ -136,7 +137,20 @@ struct dtls_reboot *dtls_reboot_free(struct dtls_reboot *d) {
 
 /* ---- the cookies libcoap gave, by address and port ---- */
 
-static bool same_address(const struct sockaddr *a, const struct sockaddr_storage *b, socklen_t b_len);
+static bool same_address(const struct sockaddr *a, const struct sockaddr_storage *b, socklen_t b_len) {
+        if (a->sa_family != b->ss_family)
+                return false;
+        if (a->sa_family == AF_INET && b_len >= sizeof(struct sockaddr_in)) {
+                const struct sockaddr_in *x = (const void *) a, *y = (const void *) b;
+                return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        }
+        if (a->sa_family == AF_INET6 && b_len >= sizeof(struct sockaddr_in6)) {
+                const struct sockaddr_in6 *x = (const void *) a, *y = (const void *) b;
+                return x->sin6_port == y->sin6_port &&
+                       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+        }
+        return false;
+}
 
 static size_t bucket_of(const struct sockaddr *sa) {
         const uint8_t *p = (const uint8_t *) sa;
@@ -211,21 +225,6 @@ void dtls_reboot_session_gone(struct dtls_reboot *d, coap_session_t *session) {
 
         if (d && a && coap_session_get_proto(session) == COAP_PROTO_DTLS && (e = entry_find(d, &a->addr.sa)))
                 entry_free(d, e);
-}
-
-static bool same_address(const struct sockaddr *a, const struct sockaddr_storage *b, socklen_t b_len) {
-        if (a->sa_family != b->ss_family)
-                return false;
-        if (a->sa_family == AF_INET && b_len >= sizeof(struct sockaddr_in)) {
-                const struct sockaddr_in *x = (const void *) a, *y = (const void *) b;
-                return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-        }
-        if (a->sa_family == AF_INET6 && b_len >= sizeof(struct sockaddr_in6)) {
-                const struct sockaddr_in6 *x = (const void *) a, *y = (const void *) b;
-                return x->sin6_port == y->sin6_port &&
-                       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-        }
-        return false;
 }
 
 static bool known_fd(const struct dtls_reboot *d, int fd) {
