@@ -755,15 +755,32 @@ static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) 
 
 /* ---- answers kept for retransmissions -------------------------------
  *
- * The answer to a single-PDU Confirmable request is best piggybacked: the
- * libcoap 4.3.1 client hangs on a separate response that needs Block2
- * (PEERS.md), and libcoap's async machinery ACKs retransmissions itself.
- * So such a request is not acknowledged at once (no async): when its
- * answer fits one PDU it goes out at once as a separate Confirmable
- * response (RFC 7252 §5.2.2), else it is piggybacked on the client's
- * retransmission of the request (RFC 7252 §4.2). Answers are kept for
- * EXCHANGE_LIFETIME so that a retransmitted request is answered again and
- * never sent upstream twice. */
+ * A Confirmable request that goes upstream is acknowledged by cmpgwd, not
+ * by libcoap's async machinery, and its answer is piggybacked whenever it
+ * can be (RFC 7252 §5.2.2: "a strong expectation that servers will ...
+ * piggyback whenever possible"): while the request is not acknowledged
+ * the answer goes out as the ACK to its message ID, whole or Block2 block
+ * 0 (RFC 7959 §2.4), as soon as it is in.
+ *
+ * Separate Confirmable responses cost more than a datagram with the
+ * libcoap 4.3.1 client: it drops a duplicate Confirmable response without
+ * acknowledging it (net.c handle_response(), against RFC 7252 §4.5), so
+ * once its ACK of a separate response is lost, cmpgwd retransmits that
+ * response unanswered for MAX_TRANSMIT_SPAN, and libcoap holds every
+ * further Confirmable message to that client behind it (NSTART 1, RFC 7252
+ * §4.7): the next separate response came after the client had given up
+ * (issue 5, doc/performance.md). Hence:
+ *  - a single-PDU request is never acknowledged empty: the 4.3.1 client
+ *    also hangs on a separate response that needs Block2 (PEERS.md); its
+ *    retransmissions are ignored until the answer is in;
+ *  - the last block of a block-wise request gets an empty ACK only after
+ *    ACK_WAIT_USEC, well before the client's ACK_TIMEOUT (2 s), and then
+ *    the answer as a separate Confirmable response.
+ * A retransmission of an acknowledged request gets the empty ACK again
+ * (RFC 7252 §4.5). Answers are kept for EXCHANGE_LIFETIME so that a
+ * retransmitted request is answered again and never sent upstream twice. */
+
+#define ACK_WAIT_USEC 1000000
 
 #define MAX_KEPT_ANSWERS 4096
 
@@ -836,29 +853,53 @@ static void answer_next_block(struct coap_server *s, coap_session_t *session, co
         answer_from_kept(s, session, request, response, k);
 }
 
-static bool kept_fits_one_pdu(struct coap_server *s, const struct kept_answer *k) {
-        size_t room = coap_session_max_pdu_size(k->session);
-        return k->len <= s->manager->config->block_size && k->len + 64 <= room;
-}
+/* The answer of a deferred request, built by hand outside the handler:
+ * piggybacked in the ACK to its message ID while it is not acknowledged,
+ * else a separate Confirmable response (RFC 7252 §5.2.1, §5.2.2). Large
+ * ones go block-wise from block 0, in blocks no larger than the request
+ * asked for (RFC 7959 §2.4: early negotiation). */
+static int send_deferred_answer(struct coap_server *s, const struct request *r, const struct kept_answer *k) {
+        size_t max_block = s->manager->config->block_size;
+        coap_pdu_t *pdu;
+        int e;
 
-/* A separate Confirmable response built by hand: one PDU, no Block2. */
-static int send_separate(const struct kept_answer *k) {
-        coap_pdu_t *pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_CODE(k->code),
-                                        coap_new_message_id(k->session),
-                                        coap_session_max_pdu_size(k->session));
-
+        pdu = coap_pdu_init(r->acked ? COAP_MESSAGE_CON : COAP_MESSAGE_ACK, 0,
+                            r->acked ? coap_new_message_id(k->session) : r->mid,
+                            coap_session_max_pdu_size(k->session));
         if (!pdu)
                 return -ENOMEM;
+        if (r->block2_max > 0 && r->block2_max < max_block)
+                max_block = r->block2_max;
         coap_add_token(pdu, k->token_len, k->token);
-        if (k->is_cmp)
-                add_uint_option(pdu, COAP_OPTION_CONTENT_FORMAT, CT_PKIXCMP);
-        if (k->max_age >= 0)
-                add_uint_option(pdu, COAP_OPTION_MAXAGE, (unsigned) k->max_age);
-        if (k->len > 0 && !coap_add_data(pdu, k->len, k->body)) {
+        coap_pdu_set_code(pdu, COAP_CODE(k->code));
+        if (!k->is_cmp)
+                answer_diagnostic(pdu, k->code, k->max_age, k->body, k->len);
+        else if ((e = coap_block_answer(k->session, NULL, pdu, max_block, CT_PKIXCMP, k->max_age, k->etag,
+                                        k->body, k->len)) < 0) {
                 coap_delete_pdu(pdu);
-                return -E2BIG;
+                return e;
         }
         return coap_send(k->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
+}
+
+/* ACK_WAIT_USEC passed without the answer: the empty ACK stops the
+ * client's retransmissions (RFC 7252 §5.2.2); the answer follows as a
+ * separate response. */
+static int on_ack_wait(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct request *r = userdata;
+        coap_pdu_t *ack;
+
+        r->ack_wait = sd_event_source_disable_unref(r->ack_wait);
+        if (!r->session)
+                return 0;
+        ack = coap_pdu_init(COAP_MESSAGE_ACK, 0, r->mid, 0);
+        if (!ack || coap_send(r->session, ack) == COAP_INVALID_MID) {
+                log_debug("request %llu: cannot send the empty ACK; the client retransmits",
+                          (unsigned long long) r->id);
+                return 0;
+        }
+        r->acked = true;
+        return 0;
 }
 
 /* A request arrived again: answer it from what is kept, or keep quiet
@@ -867,16 +908,19 @@ static bool handle_retransmission(struct coap_server *s, coap_resource_t *resour
                                   coap_session_t *session, const coap_pdu_t *request,
                                   coap_pdu_t *response) {
         struct kept_answer *k = kept_find(s, session, request);
+        struct request *r;
 
         if (k) {
                 answer_from_kept(s, session, request, response, k);
                 return true;
         }
-        if (deferred_find(s, session, request)) {
-                drop(response);
-                return true;
-        }
-        return false;
+        r = deferred_find(s, session, request);
+        if (!r)
+                return false;
+        if (!r->acked)
+                drop(response);         /* the answer or the empty ACK is coming */
+        /* else response stays an empty ACK: libcoap sends it again */
+        return true;
 }
 
 static void handle_async(struct coap_server *s, coap_resource_t *resource,
@@ -898,6 +942,27 @@ static void handle_async(struct coap_server *s, coap_resource_t *resource,
         r->async = NULL;
         coap_server_release_request(s, r);
         request_free(r);
+}
+
+/* A Confirmable request goes upstream: no ACK yet (see "answers kept for
+ * retransmissions"). */
+static void defer_ack(struct coap_server *s, coap_session_t *session, const coap_pdu_t *request,
+                      coap_pdu_t *response, struct request *r, bool single_pdu) {
+        struct coap_block_opt b2;
+        int e;
+
+        coap_block_opt_get(session, request, COAP_OPTION_BLOCK2, &b2);
+        r->block2_max = b2.valid ? b2.size : 0;
+        drop(response);
+        if (single_pdu)
+                return;
+        e = sd_event_add_time_relative(s->manager->event, &r->ack_wait, CLOCK_MONOTONIC, ACK_WAIT_USEC,
+                                       1000, on_ack_wait, r);
+        if (e < 0) {    /* acknowledge at once rather than never */
+                log_debug("request %llu: no ACK timer (%s); empty ACK now", (unsigned long long) r->id,
+                          strerror(-e));
+                on_ack_wait(NULL, 0, r);
+        }
 }
 
 static void start_request(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
@@ -947,9 +1012,9 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
                 request_free(r);
                 return;
         }
-        r->defer_ack = single_pdu && coap_pdu_get_type(request) == COAP_MESSAGE_CON;
+        r->defer_ack = coap_pdu_get_type(request) == COAP_MESSAGE_CON;
         if (r->defer_ack)
-                return drop(response);
+                return defer_ack(s, session, request, response, r, single_pdu);
         r->async = coap_register_async(session, request, 0);
         if (!r->async) {
                 coap_server_release_request(s, r);
@@ -1708,8 +1773,8 @@ void coap_server_answer(struct coap_server *s, struct request *r) {
                 return;
         }
         k = kept_new(s, r);
-        if (k && kept_fits_one_pdu(s, k) && send_separate(k) < 0)
-                log_warning("request %llu: cannot send the separate response; the client's retransmission gets it",
+        if (k && send_deferred_answer(s, r, k) < 0)
+                log_warning("request %llu: cannot send the answer; the client's retransmission gets it",
                             (unsigned long long) r->id);
         coap_server_release_request(s, r);
         request_free(r);
@@ -1721,6 +1786,7 @@ void coap_server_release_request(struct coap_server *s, struct request *r) {
                 coap_free_async(r->session, r->async);
         }
         r->async = NULL;
+        r->ack_wait = sd_event_source_disable_unref(r->ack_wait);
         if (r->session)
                 coap_session_release(r->session);
         r->session = NULL;

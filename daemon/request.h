@@ -12,6 +12,7 @@
 
 #include <coap3/coap.h>
 #include <openssl/x509.h>
+#include <systemd/sd-event.h>
 
 #include "cmp_msg.h"
 #include "cmp_path.h"
@@ -36,7 +37,10 @@ struct request {
         size_t token_len;
         coap_async_t *async;            /* separate response (RFC 9482 §2.3) */
         coap_mid_t mid;                 /* of the request's last PDU */
-        bool defer_ack;                 /* single-PDU CON: no empty ACK (see coap_server.c) */
+        bool defer_ack;                 /* CON: ACKed by coap_server.c, not libcoap (see there) */
+        bool acked;                     /* an empty ACK went out: the answer is a separate response */
+        sd_event_source *ack_wait;      /* until the empty ACK of a block-wise request */
+        size_t block2_max;              /* the block size the request asked for (Block2), 0: none */
         char peer[64];
         struct peer_key peer_key;
         bool in_flight_counted;         /* in the peer's limits.in_flight_per_peer */
