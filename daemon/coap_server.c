@@ -711,6 +711,13 @@ static int content_format(const coap_pdu_t *pdu) {
         return (int) coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
 }
 
+static bool accepts_pkixcmp(const coap_pdu_t *pdu) {
+        coap_opt_iterator_t it;
+        coap_opt_t *o = coap_check_option(pdu, COAP_OPTION_ACCEPT, &it);
+
+        return !o || coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o)) == CT_PKIXCMP;
+}
+
 /* The host a request is for (RFC 9482 §3, routing): its Uri-Host option
  * (RFC 7252 §5.10.1), else the server name the DTLS client asked for (SNI,
  * RFC 6066 §3), else "". */
@@ -735,11 +742,31 @@ static void route_host(coap_session_t *session, const coap_pdu_t *request, char 
                 snprintf(buf, size, "%s", sni);
 }
 
+/* RFC 7252 §6.5: every Uri-Path option is a segment, empty ones too
+ * (/.well-known//cmp is not /.well-known/cmp). libcoap keeps them in the
+ * path it joins, but cmp_path_parse() splits on '/' and would skip them. */
+static bool has_empty_path_segment(const coap_pdu_t *request) {
+        coap_opt_iterator_t it;
+        coap_opt_filter_t f;
+        coap_opt_t *o;
+
+        coap_option_filter_clear(&f);
+        coap_option_filter_set(&f, COAP_OPTION_URI_PATH);
+        coap_option_iterator_init(request, &it, &f);
+        while ((o = coap_option_next(&it)))
+                if (coap_opt_length(o) == 0)
+                        return true;
+        return false;
+}
+
 static int parse_request_path(const coap_pdu_t *request, struct cmp_path *path) {
-        coap_string_t *p = coap_get_uri_path(request);
+        coap_string_t *p;
         char buf[512];
         int r;
 
+        if (has_empty_path_segment(request))
+                return CMP_PATH_NOT_CMP;
+        p = coap_get_uri_path(request);
         if (!p || p->length >= sizeof buf) {
                 coap_delete_string(p);
                 return CMP_PATH_NOT_CMP;
@@ -1072,6 +1099,10 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         /* RFC 9482 §2.3: application/pkixcmp */
         if (cf >= 0 && cf != CT_PKIXCMP)
                 return answer_error(response, 415, -1, "content-format must be 259 (application/pkixcmp)");
+        /* RFC 7252 §5.10.4: an Accept the server cannot serve is 4.06; a CMP
+         * answer is only ever application/pkixcmp (RFC 9482 §2.3) */
+        if (!accepts_pkixcmp(request))
+                return answer_error(response, 406, -1, "CMP answers are 259 (application/pkixcmp): drop Accept or ask for 259");
         coap_block_opt_get(session, request, COAP_OPTION_BLOCK1, &b1);
         if ((b1.present && !b1.valid) || (b2.present && !b2.valid))
                 return answer_error(response, 400, -1, "unusable block option (SZX 7 is reserved over UDP and DTLS)");
