@@ -22,7 +22,7 @@
 #
 # enrol: enrolments (ir → ip → certConf → pkiConf, the whole sequence is one
 #   exchange) by build/tests/bench/cmpgw_bench over coap, coaps with a PSK
-#   (node-psk) and coaps with a client certificate: load (N nodes, default
+#   (identity = the CA reference 1234) and coaps with a client certificate: load (N nodes, default
 #   20, each one enrolment at a time, M in all, default 2000: enrolments/s,
 #   p50/p95) and latency (one node, L enrolments, default 300). Sessions
 #   are kept (one DTLS handshake per node, in an unmeasured warm-up).
@@ -118,8 +118,12 @@ mkdir -p "$T/www/pkix"
 for f in ip pkiconf genp; do cp "$T/msg/$f.der" "$T/www/pkix/$f"; done
 start_nginx "$T/www"
 UP=http://127.0.0.1:$NGX_PORT/pkix
+# the PSK identity is the captured messages' senderKID (the CA's reference
+# value): over a PSK session a MAC-protected message's senderKID must name
+# the PSK identity (admission binding, RFC 9482 §4 / issue 5)
+PSK_ID=$CA_REF
 PSK_KEY=k3y-for-node-psk
-printf 'node-psk:%s\n' "$PSK_KEY" >"$T/psk.txt"
+printf '%s:%s\n' "$PSK_ID" "$PSK_KEY" >"$T/psk.txt"
 chmod 600 "$T/psk.txt"
 
 # gw_config FILE COAP_PORT COAPS_PORT LIMITS_JSON
@@ -194,7 +198,7 @@ if part enrol || part handshake || part loss; then
         COAP=coap://127.0.0.1:$MAIN_PORT COAPS=coaps://127.0.0.1:$MAIN_DPORT
         declare -A TRANSPORT=(
                 [coap]="$(enrol_args "$COAP")"
-                [psk]="$(enrol_args "$COAPS") --psk node-psk:$PSK_KEY"
+                [psk]="$(enrol_args "$COAPS") --psk $PSK_ID:$PSK_KEY"
                 [cert]="$(enrol_args "$COAPS") --cert $P/client-dtls.pem --key $P/client-dtls.key --ca $P/trusted.pem")
         # every transport enrols, byte for byte what the upstream serves
         checked=(coap)
@@ -226,7 +230,7 @@ fi
 
 if part handshake; then
         ((SUSTAINED)) || restart_main
-        H_PSK=(--psk "node-psk:$PSK_KEY")
+        H_PSK=(--psk "$PSK_ID:$PSK_KEY")
         H_CERT=(--cert "$P/client-dtls.pem" --key "$P/client-dtls.key" --ca "$P/trusted.pem")
         cases=(plain psk-full cert-full psk-resume cert-resume psk-reuse cert-reuse)
         if [[ -n $OLD_GW ]]; then
