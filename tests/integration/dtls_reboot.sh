@@ -116,8 +116,11 @@ grep -q "127.0.0.1:$NODE_A started a new handshake on its established session" "
 step "(b) a node with a kept answer and an unacknowledged response (openssl s_client)"
 NODE_B=$(free_port udp)
 mkfifo "$T/live.in"
+# -nbio: a blocking s_client that drops a record from another epoch (the
+# HelloVerifyRequests of part c) waits in recvfrom for the next one and
+# never reads stdin again; nodes' DTLS stacks do not block like that
 openssl s_client -dtls1_2 -bind "127.0.0.1:$NODE_B" -connect "127.0.0.1:$DTLS_PORT" \
-        -psk_identity "$CA_REF" -psk "$PSK_HEX" -nocommands -quiet \
+        -psk_identity "$CA_REF" -psk "$PSK_HEX" -nocommands -quiet -nbio \
         <"$T/live.in" >"$T/live.out" 2>"$T/live.err" &
 live=$!
 PIDS+=("$live")
