@@ -113,7 +113,7 @@ post_from reboot-a "$NODE_A"
 grep -q "127.0.0.1:$NODE_A started a new handshake on its established session" "$T/gw.log" ||
         fail "cmpgwd did not log the replaced session of 127.0.0.1:$NODE_A"
 
-step "(b) a node with a kept answer and an unacknowledged response (openssl s_client)"
+step "(b) a node with a kept answer (openssl s_client)"
 NODE_B=$(free_port udp)
 mkfifo "$T/live.in"
 # -nbio: a blocking s_client that drops a record from another epoch (the
