@@ -74,9 +74,11 @@ ANN_BYTES=$(stat -c %s "$T/ann.der")
 log "CRLANN: $ANN_BYTES bytes, a CRL with $n entries"
 
 # cmpgwd as in production (no --verbose), for N observers; sets GW_PID
-start_fanout_gw() {     # BINARY N ROUND
+start_fanout_gw() {     # BINARY N ROUND LABEL
         local bin=$1 n=$2 round=$3 per_peer=$((PER_ADDRESS > 4 ? PER_ADDRESS : 4))
-        local dir=$T/r$round-$n-$(basename "$bin")
+        # by label: a baseline binary is called cmpgwd too, and the store
+        # (beside gw.json) must be new, else the same CRL is refused as not newer
+        local dir=$T/r$round-$n-$4
         GW_PORT=''
         mkdir -p "$dir"
         # max_observers: 2N, not at the limit (where cmpgwd before the paced
@@ -102,7 +104,7 @@ if $PER_ADDRESS > 1: c['limits'] = {'rate': 0}"
 
 run_round() {   # LABEL BINARY N ROUND
         local label=$1 bin=$2 n=$3 round=$4 out rc=0 perf_pid=''
-        start_fanout_gw "$bin" "$n" "$round"
+        start_fanout_gw "$bin" "$n" "$round" "$label"
         if ((PERF && round == 1)) && [[ $label == this ]]; then
                 perf record -k CLOCK_MONOTONIC --call-graph dwarf,16384 -F 499 -o "$T/perf-$n.data" -p "$GW_PID" >/dev/null 2>&1 &
                 perf_pid=$!
