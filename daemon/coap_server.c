@@ -56,6 +56,7 @@ struct transfer {
 struct coap_server {
         Manager *manager;
         coap_context_t *ctx;
+        struct coap_loop_batch batch;           /* reads per socket event (coap_loop.h) */
         sd_event_source *io, *tick, *gc;
         LIST_HEAD(struct transfer, transfers);
         unsigned n_transfers;
@@ -1755,7 +1756,10 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 
         if (dtls_reboot_check(s->dtls_reboot, now_usec(s)))
                 return 0;       /* dtls_reboot.h: the next wake-up reads */
-        ann_fanout_heard(s, coap_loop_dispatch(s->ctx));
+        /* only the first datagram of a batch is peeked at: a restarted
+         * node's ClientHello further down goes to its old session, and its
+         * retransmission (1 s later) is looked at again (dtls_reboot.h) */
+        ann_fanout_heard(s, coap_loop_dispatch_batched(s->ctx, &s->batch));
         if (s->fanout_bucket < OBSERVER_BUCKETS && !coap_loop_ready(s->ctx))
                 ann_fanout_step(s);
         return 0;

@@ -8,6 +8,7 @@
 #include <coap3/coap.h>
 #include <curl/curl.h>
 
+#include "coap_loop.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
@@ -73,6 +74,7 @@ int main(int argc, char **argv) {
 
         coap_startup();
         coap_set_log_level(verbose > 1 ? LOG_DEBUG : LOG_WARNING);
+        coap_loop_log_to_ours();
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 log_error("cannot initialise libcurl");
                 config_free(config);
