@@ -75,7 +75,7 @@ struct coap_server {
         /* ann observers (RFC 7641), as far as we know them; see "announcements" */
         struct ann_observer **observers;        /* OBSERVER_BUCKETS lists, by session */
         unsigned n_observers;
-        bool ann_observable;                    /* libcoap registers new observers */
+        bool ann_observable;                    /* under max_observers: new ones register */
         struct log_ratelimit limited_log, psk_log;
         sd_event_source *ann_keepalive;         /* the periodic Confirmable notification */
         /* the fan-out under way: observers whose generation differs are due */
@@ -1197,7 +1197,7 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  * The ann resources are observable; notifications are Confirmable, and
  * every ANN_KEEPALIVE_SEC all observers get the current representation
  * again as a Confirmable notification, so that observers that are gone are
- * dropped by libcoap (RFC 7641 §4.5: at least every 24 h).
+ * dropped (RFC 7641 §4.5: at least every 24 h).
  *
  * The fan-out: cmpgwd sends the notifications itself, not through
  * coap_resource_notify_observers(). libcoap 4.3.1 sends to every observer
@@ -1213,25 +1213,31 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  * any, what is due is written off (lost, or observers that are gone). Each
  * is what libcoap would send (the observer's token, an Observe value, the
  * representation or its block 0 in the block size the observer asked for);
- * the Observe values come from our own counter, which starts above the one
- * libcoap puts in registration answers (RFC 7641 §3.4: ordering). libcoap
- * still keeps the observers: registrations, cancellations, and dropping one
- * whose Confirmable notification failed or was reset.
+ * the Observe values come from our own counter (RFC 7641 §4.4: strictly
+ * increasing per observer; registration answers and notifications alike).
  *
- * Limits: libcoap 4.3.1 has no public way to refuse one observer (it adds
- * the observer before our handler runs, and only an error answer removes
- * it). So:
- *   - announcements.max_observers: while that many are registered the ann
- *     resources are made not observable, so a GET with Observe gets 2.05
- *     without the Observe option (§2.6 allows it); the observers registered
- *     are notified all the same.
+ * The observers are ours alone, not libcoap's: libcoap 4.3.1 keeps ~560 B
+ * per registration (a copy of the request, a cache key) and walks all its
+ * observers on every ACK of a notification (coap_touch_observer), n² in a
+ * fan-out (doc/performance.md). The resources are not observable for
+ * libcoap, so a GET with Observe reaches handle_ann_get() as it is, and
+ * the answer carries the Observe option we add. RFC 7641 as implemented:
+ *   - §3.1/§4.1: GET with Observe 0 registers (block 0 only, RFC 7959
+ *     §2.6); a 2.05 answer carries Observe, an error answer does not and
+ *     registers nothing; the same token again (same session) re-registers:
+ *     it replaces the old registration (block size, resource);
+ *   - §3.6: GET with Observe 1 deregisters; an RST to a notification too
+ *     (the NACK handler), and a Confirmable notification never ACKed
+ *     (§4.5), and a DTLS session that closes;
+ *   - the observer holds a reference on its libcoap session (libcoap frees
+ *     idle sessions with none), released when it goes.
+ *
+ * Limits:
+ *   - announcements.max_observers: while that many are registered a GET
+ *     with Observe gets 2.05 without the Observe option (§2.6 allows it);
+ *     the observers registered are notified all the same.
  *   - announcements.max_observers_per_peer (per IP address): a registration
- *     over it is answered 4.29 with Max-Age, which ends it (libcoap 4.3.1
- *     registers an observer before our handler runs and drops it, without
- *     the Observe option, only on an error answer).
- * Our own list of observers follows libcoap's: registrations, Observe
- * deregistrations, failed or reset Confirmable notifications (the NACK
- * handler), sessions that end. */
+ *     over it is answered 4.29 with Max-Age (no Observe: RFC 7641 §4.1). */
 
 #define ANN_KEEPALIVE_SEC (12 * 3600)
 #define ANN_MAX_AGE 86400
@@ -1241,12 +1247,12 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
 #define OBSERVER_BUCKETS 8192           /* power of two */
 #define FANOUT_WINDOW 128               /* answers due: half of a default receive buffer */
 #define FANOUT_STALL_USEC 50000
-#define ANN_OBSERVE_FIRST 16            /* above libcoap's in registration answers (2) */
+#define ANN_OBSERVE_FIRST 16            /* where our Observe values start */
 #define NO_SZX 0xff
 
 struct ann_observer {
         LIST_FIELDS(struct ann_observer, observers);
-        coap_session_t *session;        /* libcoap holds it while it holds the observer */
+        coap_session_t *session;        /* a reference of ours */
         coap_resource_t *resource;
         uint32_t generation;            /* of the last representation it was sent */
         uint8_t token[8];
@@ -1292,17 +1298,9 @@ static void observer_free(struct coap_server *s, struct ann_observer *o) {
                 s->fanout_next = o->observers_next;
         peer_limits_drop(s->manager->peers, &o->key, PEER_OBSERVERS);
         LIST_REMOVE(observers, *observer_bucket(s, o->session), o);
+        coap_session_release(o->session);
         s->n_observers--;
         free(o);
-}
-
-static void ann_set_observable(struct coap_server *s, bool on) {
-        for (size_t i = 0; i < s->n_base_resources; i++)
-                if (is_ann_resource(s->base_resources[i]))
-                        coap_resource_set_get_observable(s->base_resources[i], on);
-        for (size_t i = 0; i < s->n_label_resources; i++)
-                if (is_ann_resource(s->label_resources[i]))
-                        coap_resource_set_get_observable(s->label_resources[i], on);
 }
 
 /* observable while under announcements.max_observers */
@@ -1313,27 +1311,33 @@ static void ann_update_observable(struct coap_server *s) {
                 if (!on)
                         log_info("announcements: %u observers, the limit (announcements.max_observers): "
                                  "new ones are answered without Observe", s->n_observers);
-                ann_set_observable(s, on);
                 s->ann_observable = on;
         }
 }
 
-/* registered now: the answer carries the current representation */
+/* (re-)registered now: the answer carries the current representation;
+ * RFC 7641 §4.1: a registration with the token of one replaces it */
+static void observer_register(struct coap_server *s, struct ann_observer *o, coap_resource_t *resource,
+                              const coap_pdu_t *request) {
+        struct coap_block_opt b2;
+
+        o->resource = resource;
+        o->generation = s->ann_generation;
+        coap_block_opt_get(o->session, request, COAP_OPTION_BLOCK2, &b2);
+        o->szx = b2.valid ? (uint8_t) b2.szx : NO_SZX;
+}
+
 static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t *resource,
                                          coap_session_t *session, const coap_pdu_t *request) {
         coap_bin_const_t token = coap_pdu_get_token(request);
         struct ann_observer *o = calloc(1, sizeof *o);
-        struct coap_block_opt b2;
 
         if (!o)
                 return NULL;
-        o->session = session;
-        o->resource = resource;
-        o->generation = s->ann_generation;
+        o->session = coap_session_reference(session);
         o->token_len = (uint8_t) (token.length < sizeof o->token ? token.length : sizeof o->token);
         memcpy(o->token, token.s, o->token_len);
-        coap_block_opt_get(session, request, COAP_OPTION_BLOCK2, &b2);
-        o->szx = b2.valid ? (uint8_t) b2.szx : NO_SZX;
+        observer_register(s, o, resource, request);
         peer_key_of_session(session, &o->key);
         peer_limits_add(s->manager->peers, &o->key, PEER_OBSERVERS, now_usec(s));
         LIST_PREPEND(observers, *observer_bucket(s, session), o);
@@ -1362,7 +1366,8 @@ static void observers_drop_resources(struct coap_server *s, coap_resource_t *con
                                 }
 }
 
-/* a Confirmable notification failed or was reset: libcoap drops the observer */
+/* RFC 7641 §3.6, §4.5: a Confirmable notification reset, or never
+ * acknowledged: the observer is gone */
 static void nack_handler(coap_session_t *session, const coap_pdu_t *sent,
                          const coap_nack_reason_t reason, const coap_mid_t mid) {
         struct coap_server *s = server_of(session);
@@ -1407,6 +1412,30 @@ static void ann_answer_content(struct coap_server *s, coap_resource_t *resource,
         answer_blocks(s, session, request, response, CT_PKIXCMP, ANN_MAX_AGE, etag_of(b), b->data, b->len);
 }
 
+/* A GET with Observe 0 on an ann resource: the observer it registers (or
+ * re-registers), NULL when it is answered without Observe (at
+ * announcements.max_observers) or refused (4.29 in RESPONSE). */
+static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
+                                         const coap_pdu_t *request, struct ann_observer *o, coap_pdu_t *response) {
+        struct peer_key k;
+
+        if (o) {
+                observer_register(s, o, resource, request);
+                return o;
+        }
+        if (!s->ann_observable)
+                return NULL;    /* RFC 9482 §2.6: answered without Observe */
+        peer_key_of_session(session, &k);
+        if (peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >= s->manager->config->ann_max_observers_per_peer) {
+                refuse_peer(s, session, response, &s->manager->stats.limited_observers,
+                            OBSERVER_RETRY_SEC, "announcements.max_observers_per_peer");
+                return NULL;
+        }
+        o = observer_add(s, resource, session, request);
+        ann_update_observable(s);
+        return o;
+}
+
 static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const coap_string_t *query,
                            coap_pdu_t *response) {
@@ -1422,33 +1451,40 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                 return drop(response);
         obs = coap_check_option(request, COAP_OPTION_OBSERVE, &it);
         coap_block_opt_get(session, request, COAP_OPTION_BLOCK2, &b2);
-        if (!obs && b2.valid && b2.offset > 0)        /* RFC 7959 §2.4: the next block */
+        /* RFC 7959 §2.4: the next block; RFC 7959 §2.6: Observe goes with block 0 only */
+        if (b2.valid && b2.offset > 0)
                 return ann_answer_content(s, resource, session, request, query, response);
         if (obs)
                 observe = (int) coap_decode_var_bytes(coap_opt_value(obs), coap_opt_length(obs));
         o = observer_find(s, session, token.s, token.length);
         if (!o && !admit_start(s, session, response))
-                return;         /* 4.29: libcoap drops the observer it just added */
+                return;         /* 4.29 */
         if (observe == COAP_OBSERVE_CANCEL && o) {
+                /* RFC 7641 §3.6: deregistered; the answer has no Observe */
                 observer_free(s, o);
                 ann_update_observable(s);
                 o = NULL;
         } else if (observe == COAP_OBSERVE_ESTABLISH && is_ann_resource(resource) &&
-                   s->ann_observable && !o) {
-                /* libcoap holds an observer for this token: ours too, unless
-                 * the peer has its share. libcoap 4.3.1 registers it before
-                 * this handler and cannot drop one; an error answer is the
-                 * one way to end it: 4.29 carries no Observe (RFC 7641 §4.1) */
-                struct peer_key k;
-                peer_key_of_session(session, &k);
-                if (peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >=
-                    s->manager->config->ann_max_observers_per_peer)
-                        return refuse_peer(s, session, response, &s->manager->stats.limited_observers,
-                                           OBSERVER_RETRY_SEC, "announcements.max_observers_per_peer");
-                if (observer_add(s, resource, session, request))
-                        ann_update_observable(s);
+                   (b2.valid || !b2.present)) {
+                /* an unusable Block2 is answered 4.00 below: no registration */
+                o = ann_register(s, resource, session, request, o, response);
+                if (!o && coap_pdu_get_code(response) != 0)
+                        return;         /* refused */
+        } else
+                o = NULL;               /* a plain GET with an observer's token */
+        if (o) {
+                /* RFC 7641 §4.4: strictly increasing, notifications too */
+                s->ann_observe = (s->ann_observe + 1) & 0xffffff;
+                add_uint_option(response, COAP_OPTION_OBSERVE, s->ann_observe);
         }
         ann_answer_content(s, resource, session, request, query, response);
+        if (o && COAP_RESPONSE_CLASS(coap_pdu_get_code(response)) != 2) {
+                /* RFC 7641 §4.1: an error answer ends the registration. Only
+                 * 5.00 (out of memory) gets here, and still carries the
+                 * Observe option: libcoap 4.3.1 has no public call to remove it */
+                observer_free(s, o);
+                ann_update_observable(s);
+        }
 }
 
 static void handle_ann_other(coap_resource_t *resource, coap_session_t *session,
@@ -1694,9 +1730,8 @@ static coap_resource_t *add_cmp_resource(struct coap_server *s, const char *uri_
         coap_add_attr(res, coap_make_str_const("ct"), coap_make_str_const("259"), 0);
         if (ann) {
                 coap_add_attr(res, coap_make_str_const("obs"), NULL, 0);
-                /* RFC 7641; observable while under announcements.max_observers */
+                /* RFC 7641: our own observers, not libcoap's (see "announcements") */
                 coap_resource_set_userdata(res, (void *) ann_marker);
-                coap_resource_set_get_observable(res, s->ann_observable);
         }
         coap_add_resource(s->ctx, res);
         return res;
@@ -1904,6 +1939,9 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
                 log_dtls_event(session, event);
         if (event == COAP_EVENT_DTLS_CONNECTED)
                 dtls_reboot_connected(s->dtls_reboot, session);
+        /* what libcoap does for its own observers: our reference would keep it */
+        if (event == COAP_EVENT_DTLS_CLOSED || event == COAP_EVENT_DTLS_ERROR)
+                observers_drop_session(s, session);
         if (event == COAP_EVENT_SERVER_SESSION_DEL) {
                 dtls_reboot_session_gone(s->dtls_reboot, session);
                 session_forget(s, session);
