@@ -32,13 +32,18 @@ unsigned coap_loop_dispatch(coap_context_t *ctx) {
 }
 
 /* EV's socket read events SIZE times each into OUT (room for
- * BATCH_EVENTS_MAX); others once */
-static size_t batch_fill(const struct epoll_event *ev, size_t n, unsigned size, struct epoll_event *out) {
+ * BATCH_EVENTS_MAX); others once. Returns how many; *SOCKETS: how many
+ * socket read events there were */
+static size_t batch_fill(const struct epoll_event *ev, size_t n, unsigned size, struct epoll_event *out,
+                         unsigned *sockets) {
         size_t k = 0;
 
+        *sockets = 0;
         for (size_t i = 0; i < n; i++) {
                 /* a NULL ptr is libcoap's timerfd; only EPOLLIN means a datagram */
-                unsigned copies = ev[i].data.ptr && (ev[i].events & EPOLLIN) ? size : 1;
+                bool datagram = ev[i].data.ptr && (ev[i].events & EPOLLIN);
+                unsigned copies = datagram ? size : 1;
+                *sockets += datagram;
                 for (unsigned c = 0; c < copies; c++)
                         out[k++] = ev[i];
         }
@@ -55,25 +60,37 @@ static bool socket_readable(coap_context_t *ctx) {
         return false;
 }
 
+/* More waited than a batch: twice as many reads per event next time. Else
+ * the socket was drained: as many as it held (per socket), so that under
+ * light load one datagram is one read. */
+static void batch_adapt(coap_context_t *ctx, struct coap_loop_batch *b, unsigned size, unsigned sockets,
+                        unsigned reads) {
+        if (sockets == 0)
+                return;
+        if (socket_readable(ctx))
+                b->size = size < COAP_LOOP_BATCH_MAX ? size * 2 : COAP_LOOP_BATCH_MAX;
+        else
+                b->size = reads > sockets ? (reads + sockets - 1) / sockets : 1;
+}
+
 unsigned coap_loop_dispatch_batched(coap_context_t *ctx, struct coap_loop_batch *b) {
         static struct epoll_event batch[BATCH_EVENTS_MAX];
         struct epoll_event ev[EVENTS_MAX];
-        unsigned size = b->size ? b->size : 1, before;
+        unsigned size = b->size ? b->size : 1, sockets, empty;
         size_t k;
         int n, max = (int) (BATCH_EVENTS_MAX / size);
 
         n = epoll_wait(coap_context_get_coap_fd(ctx), ev, max < EVENTS_MAX ? max : EVENTS_MAX, 0);
-        if (n <= 0)
+        if (n <= 0) {
+                b->size = 1;    /* nothing waits */
                 return 0;
-        k = batch_fill(ev, (size_t) n, size, batch);
-        before = empty_reads;
+        }
+        k = batch_fill(ev, (size_t) n, size, batch, &sockets);
+        empty = empty_reads;
         coap_io_do_epoll(ctx, batch, k);
-        /* more than a batch waited: read more per walk; else fewer */
-        if (socket_readable(ctx))
-                b->size = size < COAP_LOOP_BATCH_MAX ? size * 2 : COAP_LOOP_BATCH_MAX;
-        else
-                b->size = size > 1 ? size / 2 : 1;
-        return (unsigned) k - (empty_reads - before);
+        empty = empty_reads - empty;
+        batch_adapt(ctx, b, size, sockets, sockets * size - empty);
+        return (unsigned) k - empty;
 }
 
 bool coap_loop_ready(coap_context_t *ctx) {
