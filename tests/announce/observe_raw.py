@@ -7,12 +7,15 @@ One UDP socket (one session at the gateway). Prints what it checks; exit
 status 1 on the first check that fails. cmpgwctl (on the test's bus) says
 how many observers the gateway holds (GetStatistics ann_observers) and
 publishes ANN_B, ANN_C, ANN_D in turn."""
-import json, socket, struct, subprocess, sys, time
+import json, os, socket, subprocess, sys, time
+
+# the CoAP encoder and decoder of the hostile test (RFC 7252 §3)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
+from hostile import ACK, CON, RST, O_BLOCK2 as BLOCK2, O_OBSERVE as OBSERVE, O_URI_PATH as URI_PATH  # noqa: E402
+from hostile import decode as decode_pdu, encode, uint  # noqa: E402
 
 host, port, ctl = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 anns = sys.argv[4:7]
-CON, NON, ACK, RST = 0, 1, 2, 3
-OBSERVE, URI_PATH, BLOCK2 = 6, 11, 23
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.connect((host, port))
 mid = 0x2000
@@ -29,51 +32,11 @@ def check(cond, msg):
         sys.exit(1)
 
 
-def uint(n):
-    return b"" if n == 0 else n.to_bytes((n.bit_length() + 7) // 8, "big")
-
-
-def ext(v):
-    if v < 13:
-        return v, b""
-    if v < 269:
-        return 13, bytes([v - 13])
-    return 14, struct.pack(">H", v - 269)
-
-
-def encode(t, code, m, tok, opts):
-    out = bytes([0x40 | (t << 4) | len(tok), code]) + struct.pack(">H", m) + tok
-    last = 0
-    for num, val in sorted(opts, key=lambda o: o[0]):
-        d, dx = ext(num - last)
-        ln, lx = ext(len(val))
-        out += bytes([(d << 4) | ln]) + dx + lx + val
-        last = num
-    return out
-
-
 def decode(b):
-    t, tkl, code = (b[0] >> 4) & 3, b[0] & 15, b[1]
-    m = struct.unpack(">H", b[2:4])[0]
-    tok, i, num, opts, payload = b[4:4 + tkl], 4 + tkl, 0, {}, b""
-    while i < len(b):
-        if b[i] == 0xff:
-            payload = b[i + 1:]
-            break
-        d, ln = b[i] >> 4, b[i] & 15
-        i += 1
-        if d == 13:
-            d, i = b[i] + 13, i + 1
-        elif d == 14:
-            d, i = struct.unpack(">H", b[i:i + 2])[0] + 269, i + 2
-        if ln == 13:
-            ln, i = b[i] + 13, i + 1
-        elif ln == 14:
-            ln, i = struct.unpack(">H", b[i:i + 2])[0] + 269, i + 2
-        num += d
-        opts[num] = int.from_bytes(b[i:i + ln], "big")
-        i += ln
-    return {"t": t, "code": code, "mid": m, "tok": tok, "opts": opts, "payload": payload}
+    """a message as a dict; option values as numbers (all we read are uints)"""
+    t, code, m, tok, opts, payload = decode_pdu(b)
+    return {"t": t, "code": code, "mid": m, "tok": tok, "payload": payload,
+            "opts": {num: int.from_bytes(v, "big") for num, v in opts}}
 
 
 def get(tok, observe=None, szx=None):
