@@ -27,9 +27,10 @@ struct coap_loop_batch {
  * endpoints (a server's): each socket event is handed to coap_io_do_epoll
  * B->size times, so libcoap reads up to that many datagrams per walk over
  * its sessions instead of one. B->size doubles while a socket is still
- * readable after the call and halves when it is not, so under light load
- * one datagram is one read and one walk, as before; timers are libcoap's
- * own, armed after each call as before. Returns the datagrams read (and
+ * readable after the call; a call that drains it sets B->size to what it
+ * read per socket, and one that finds nothing ready to 1, so under light
+ * load one datagram is one read and one walk, as before; timers are
+ * libcoap's own, armed after each call as before. Returns the datagrams read (and
  * timer events), not counting the reads that found the socket empty: those
  * need coap_loop_log_to_ours(), which also keeps them out of the log. */
 unsigned coap_loop_dispatch_batched(coap_context_t *ctx, struct coap_loop_batch *b);
