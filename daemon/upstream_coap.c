@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <coap3/coap.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -200,11 +201,16 @@ static void call_fail(struct coap_call *c, int code, const char *fmt, ...) {
         call_finish(c, &res);
 }
 
-static struct coap_call *call_by_token(struct upstream_coap *u, coap_bin_const_t token) {
+/* A token names an exchange only within its session (RFC 7252 §5.3.1), and
+ * libcoap 4.3.1 starts every client session's tokens at the same value: two
+ * sessions' exchanges carry equal tokens, so both must match. */
+static struct coap_call *call_by_token(struct upstream_coap *u, const coap_session_t *session,
+                                       coap_bin_const_t token) {
         struct coap_call *c, *n;
 
         LIST_FOREACH_SAFE(calls, c, n, u->calls)
-                if (!c->waiting && c->token_len == token.length && memcmp(c->token, token.s, token.length) == 0)
+                if (!c->waiting && c->session == session && c->token_len == token.length &&
+                    memcmp(c->token, token.s, token.length) == 0)
                         return c;
         return NULL;
 }
@@ -216,13 +222,15 @@ static unsigned option_uint(const coap_pdu_t *pdu, uint16_t opt, unsigned dflt) 
         return o ? coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o)) : dflt;
 }
 
-static coap_response_t watch_response(struct upstream_coap *u, const coap_pdu_t *received);
-static void watch_failed(struct upstream_coap *u, coap_bin_const_t token, coap_nack_reason_t reason);
+static coap_response_t watch_response(struct upstream_coap *u, const coap_session_t *session,
+                                      const coap_pdu_t *received);
+static void watch_failed(struct upstream_coap *u, coap_session_t *session, coap_bin_const_t token,
+                         coap_nack_reason_t reason);
 
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid) {
         struct upstream_coap *u = the_client;
-        struct coap_call *c = call_by_token(u, coap_pdu_get_token(received));
+        struct coap_call *c = call_by_token(u, session, coap_pdu_get_token(received));
         coap_pdu_code_t code = coap_pdu_get_code(received);
         struct upstream_result res = { .max_age = -1 };
         const uint8_t *data = NULL;
@@ -233,7 +241,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         int cls;
 
         if (!c)
-                return watch_response(u, received);     /* an ann notification, or late or unknown */
+                return watch_response(u, session, received);    /* an ann notification, or late or unknown */
         if (code == COAP_EMPTY_CODE || code == COAP_RESPONSE_CODE_CONTINUE)
                 return COAP_RESPONSE_OK;        /* separate response, or more blocks, follow */
         c->answered = true;
@@ -277,9 +285,9 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 
         if (!sent)
                 return;
-        c = call_by_token(the_client, coap_pdu_get_token(sent));
+        c = call_by_token(the_client, session, coap_pdu_get_token(sent));
         if (!c)
-                return watch_failed(the_client, coap_pdu_get_token(sent), reason);
+                return watch_failed(the_client, session, coap_pdu_get_token(sent), reason);
         switch (reason) {
         case COAP_NACK_TOO_MANY_RETRIES:
                 return call_fail(c, 504, "upstream %s did not acknowledge (CoAP retransmissions exhausted)",
@@ -430,6 +438,16 @@ static coap_session_t *open_dtls(struct upstream_coap *u, struct upstream_sessio
         return coap_new_client_session_pki(u->ctx, NULL, dst, COAP_PROTO_DTLS, &pki);
 }
 
+/* libcoap 4.3.1 starts every client session's tokens at 0 and counts up.
+ * RFC 7252 §5.3.1: a client on the Internet SHOULD use at least 32 bits of
+ * randomness; 40 random bits, below libcoap's 48-bit block-wise token base. */
+static void token_seed(coap_session_t *session) {
+        uint8_t seed[5];
+
+        if (RAND_bytes(seed, sizeof seed) == 1)
+                coap_session_init_token(session, sizeof seed, seed);
+}
+
 /* The session of KEY to use: for an exchange (cap > 0) an idle one, else
  * NULL while fewer than cap are open, else the least busy; for anything else
  * (cap 0) the first. */
@@ -487,6 +505,7 @@ static struct upstream_session *session_get(struct upstream_coap *u, const coap_
                 session_free(us);
                 return NULL;
         }
+        token_seed(us->session);
         if (u->n_sessions == SESSION_MAX) {     /* the oldest goes; calls hold their own references */
                 session_free(u->sessions[0]);
                 memmove(u->sessions, u->sessions + 1, (SESSION_MAX - 1) * sizeof *u->sessions);
@@ -602,11 +621,13 @@ static void start_waiting(struct upstream_coap *u, coap_session_t *session) {
 
 /* ---- announcements from upstreams (RFC 9482 §2.6) ------------------- */
 
-static struct ann_watch *watch_by_token(struct upstream_coap *u, coap_bin_const_t token) {
+static struct ann_watch *watch_by_token(struct upstream_coap *u, const coap_session_t *session,
+                                        coap_bin_const_t token) {
         struct ann_watch *w, *n;
 
         LIST_FOREACH_SAFE(watches, w, n, u->watches)
-                if (w->token_len == token.length && memcmp(w->token, token.s, token.length) == 0)
+                if (w->session == session && w->token_len == token.length &&
+                    memcmp(w->token, token.s, token.length) == 0)
                         return w;
         return NULL;
 }
@@ -676,8 +697,9 @@ static int on_watch_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static coap_response_t watch_response(struct upstream_coap *u, const coap_pdu_t *received) {
-        struct ann_watch *w = watch_by_token(u, coap_pdu_get_token(received));
+static coap_response_t watch_response(struct upstream_coap *u, const coap_session_t *session,
+                                      const coap_pdu_t *received) {
+        struct ann_watch *w = watch_by_token(u, session, coap_pdu_get_token(received));
         coap_pdu_code_t code = coap_pdu_get_code(received);
         coap_opt_iterator_t it;
         const uint8_t *data = NULL;
@@ -707,8 +729,9 @@ static coap_response_t watch_response(struct upstream_coap *u, const coap_pdu_t 
         return COAP_RESPONSE_OK;
 }
 
-static void watch_failed(struct upstream_coap *u, coap_bin_const_t token, coap_nack_reason_t reason) {
-        struct ann_watch *w = watch_by_token(u, token);
+static void watch_failed(struct upstream_coap *u, coap_session_t *session, coap_bin_const_t token,
+                         coap_nack_reason_t reason) {
+        struct ann_watch *w = watch_by_token(u, session, token);
 
         if (!w)
                 return;
