@@ -1330,16 +1330,22 @@ static void observer_register(struct coap_server *s, struct ann_observer *o, coa
 static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t *resource,
                                          coap_session_t *session, const coap_pdu_t *request) {
         coap_bin_const_t token = coap_pdu_get_token(request);
-        struct ann_observer *o = calloc(1, sizeof *o);
+        struct ann_observer *o;
+        struct peer_key k;
 
-        if (!o)
+        peer_key_of_session(session, &k);
+        if (peer_limits_add(s->manager->peers, &k, PEER_OBSERVERS, now_usec(s)) == 0)
+                return NULL;    /* every tracked address is busy: not counted, not registered */
+        o = calloc(1, sizeof *o);
+        if (!o) {
+                peer_limits_drop(s->manager->peers, &k, PEER_OBSERVERS);
                 return NULL;
+        }
+        o->key = k;
         o->session = coap_session_reference(session);
         o->token_len = (uint8_t) (token.length < sizeof o->token ? token.length : sizeof o->token);
         memcpy(o->token, token.s, o->token_len);
         observer_register(s, o, resource, request);
-        peer_key_of_session(session, &o->key);
-        peer_limits_add(s->manager->peers, &o->key, PEER_OBSERVERS, now_usec(s));
         LIST_PREPEND(observers, *observer_bucket(s, session), o);
         s->n_observers++;
         return o;
@@ -1348,6 +1354,8 @@ static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t 
 static void observers_drop_session(struct coap_server *s, coap_session_t *session) {
         struct ann_observer *o, *n;
 
+        if (!s->observers)
+                return;         /* coap_server_free: libcoap's session events come after them */
         LIST_FOREACH_SAFE(observers, o, n, *observer_bucket(s, session))
                 if (o->session == session)
                         observer_free(s, o);
@@ -1371,10 +1379,15 @@ static void observers_drop_resources(struct coap_server *s, coap_resource_t *con
 static void nack_handler(coap_session_t *session, const coap_pdu_t *sent,
                          const coap_nack_reason_t reason, const coap_mid_t mid) {
         struct coap_server *s = server_of(session);
+        coap_opt_iterator_t it;
         coap_bin_const_t token;
         struct ann_observer *o;
 
         if (!s || !sent || (reason != COAP_NACK_TOO_MANY_RETRIES && reason != COAP_NACK_RST))
+                return;
+        /* only a notification's loss ends an observation (RFC 7641 §3.6, §4.5):
+         * not that of another answer that happens to carry the same token */
+        if (!coap_check_option(sent, COAP_OPTION_OBSERVE, &it))
                 return;
         token = coap_pdu_get_token(sent);
         o = observer_find(s, session, token.s, token.length);
@@ -1432,6 +1445,11 @@ static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t 
                 return NULL;
         }
         o = observer_add(s, resource, session, request);
+        if (!o) {
+                refuse_peer(s, session, response, &s->manager->stats.limited_observers,
+                            OBSERVER_RETRY_SEC, "no room to track this address");
+                return NULL;
+        }
         ann_update_observable(s);
         return o;
 }
@@ -1899,6 +1917,28 @@ static void session_forget(struct coap_server *s, coap_session_t *session) {
         observers_drop_session(s, session);
 }
 
+/* Everything of cmpgwd's that holds SESSION: kept answers, requests in
+ * flight (still completed upstream and recorded, but answered to nobody),
+ * Block1 transfers, observers. A request already answered but waiting for
+ * libcoap's async delivery is freed when OUTSIDE_LIBCOAP (no libcoap
+ * callback on the stack that could still hold it); otherwise
+ * coap_server_answer frees it. */
+static void session_drop_refs(struct coap_server *s, coap_session_t *session, bool outside_libcoap) {
+        struct request *r, *n;
+
+        kept_answers_drop_session(s->kept, session);
+        LIST_FOREACH_SAFE(requests, r, n, s->manager->requests)
+                if (r->session == session) {
+                        bool answered = r->answered && r->async;
+
+                        coap_server_release_request(s, r);
+                        r->defer_ack = true;    /* coap_server_answer frees it */
+                        if (answered && outside_libcoap)
+                                request_free(r);        /* its async is gone: nothing would */
+                }
+        session_forget(s, session);
+}
+
 /* A restarted node proved its address with a new handshake (dtls_reboot.h):
  * its old session ends now. libcoap frees a server session only when no
  * one references it, so every reference cmpgwd holds goes first: kept
@@ -1908,18 +1948,11 @@ static void session_forget(struct coap_server *s, coap_session_t *session) {
  * frees it before libcoap reads the new ClientHello. */
 static void session_release(coap_session_t *session, void *userdata) {
         struct coap_server *s = userdata;
-        struct request *r, *n;
         coap_tls_library_t lib;
         coap_tick_t now;
         SSL *ssl;
 
-        kept_answers_drop_session(s->kept, session);
-        LIST_FOREACH_SAFE(requests, r, n, s->manager->requests)
-                if (r->session == session) {
-                        coap_server_release_request(s, r);
-                        r->defer_ack = true;    /* coap_server_answer frees it */
-                }
-        session_forget(s, session);
+        session_drop_refs(s, session, true);
         /* no close_notify: it would go to the node's new incarnation */
         if ((ssl = coap_session_get_tls(session, &lib)) && lib == COAP_TLS_LIBRARY_OPENSSL)
                 SSL_set_quiet_shutdown(ssl, 1);
@@ -1939,9 +1972,12 @@ static int event_handler(coap_session_t *session, const coap_event_t event) {
                 log_dtls_event(session, event);
         if (event == COAP_EVENT_DTLS_CONNECTED)
                 dtls_reboot_connected(s->dtls_reboot, session);
-        /* what libcoap does for its own observers: our reference would keep it */
-        if (event == COAP_EVENT_DTLS_CLOSED || event == COAP_EVENT_DTLS_ERROR)
-                observers_drop_session(s, session);
+        /* a closed DTLS session: let go of it, or libcoap keeps it (ref > 0)
+         * and drops the node's next ClientHello from the same address and
+         * port into it until our references expire */
+        if ((event == COAP_EVENT_DTLS_CLOSED || event == COAP_EVENT_DTLS_ERROR) &&
+            coap_session_get_type(session) == COAP_SESSION_TYPE_SERVER)
+                session_drop_refs(s, session, false);
         if (event == COAP_EVENT_SERVER_SESSION_DEL) {
                 dtls_reboot_session_gone(s->dtls_reboot, session);
                 session_forget(s, session);
@@ -2106,6 +2142,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
                 while (s->observers[b])
                         observer_free(s, s->observers[b]);
         free(s->observers);
+        s->observers = NULL;
         sd_event_source_disable_unref(s->ann_keepalive);
         sd_event_source_disable_unref(s->fanout_timer);
         sd_event_source_disable_unref(s->io);
