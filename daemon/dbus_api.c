@@ -568,8 +568,9 @@ static int method_get_statistics(sd_bus_message *msg, void *userdata, sd_bus_err
                         "peers_tracked", "u", peer_limits_count(m->peers),
                         "ann_observers", "u", coap_server_ann_observers(m->coap));
         if (r >= 0)
-                r = sd_bus_message_append(reply, "{sv}{sv}{sv}",
+                r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}",
                         "dtls_hello_verify_sent", "t", dtls->hello_verify_sent,
+                        "dtls_hello_verify_limited", "t", dtls->hello_verify_limited,
                         "dtls_sessions_replaced", "t", dtls->sessions_replaced,
                         "dtls_sessions_unknown_cookie", "t", dtls->sessions_unknown_cookie);
         if (r >= 0)

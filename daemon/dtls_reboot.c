@@ -29,6 +29,7 @@
 #define DTLS_HT_CLIENT_HELLO 1
 #define OFF_EPOCH 3                     /* 2 bytes */
 #define OFF_HANDSHAKE_TYPE 13
+#define LIBCOAP_COOKIE_LEN 32           /* SHA-256 HMAC */
 
 struct peeked {
         uint8_t buf[DATAGRAM_MAX];
@@ -50,7 +51,9 @@ struct cookie_entry {
         uint8_t cookie[DTLS1_COOKIE_LENGTH];
         uint8_t len;
         bool established;               /* its session completed a handshake */
+        bool confirmed;                 /* one did: the cookie is libcoap's, for good */
         uint64_t seen_usec;
+        uint64_t hvr_usec;              /* our last HelloVerifyRequest to it */
 };
 
 struct dtls_reboot {
@@ -62,6 +65,7 @@ struct dtls_reboot {
 
         LIST_HEAD(struct cookie_entry, buckets[COOKIE_BUCKETS]);
         size_t n_entries;
+        uint64_t swept_usec;
 
         /* DTLSv1_listen() on a peeked datagram: OpenSSL parses the
          * ClientHello, our callbacks see its cookie and answer with the
@@ -193,11 +197,22 @@ static void entries_sweep(struct dtls_reboot *d, uint64_t now_usec) {
 /* The cookie of a ClientHello from an address without an established
  * session: libcoap's, if this handshake completes */
 static void entry_learn(struct dtls_reboot *d, const struct peeked *p, uint64_t now_usec) {
-        struct cookie_entry *e = entry_find(d, (const struct sockaddr *) &p->from);
+        struct cookie_entry *e;
 
+        /* libcoap's cookies are HMAC-SHA256 (coap_openssl.c): no other size is one */
+        if (d->seen_len != LIBCOAP_COOKIE_LEN)
+                return;
+        e = entry_find(d, (const struct sockaddr *) &p->from);
+        if (e && e->confirmed) {        /* libcoap's cookie for an address never changes */
+                e->seen_usec = now_usec;
+                return;
+        }
         if (!e) {
-                if (d->n_entries >= MAX_ENTRIES)
+                /* a full table is swept at most once a second: not a walk per datagram */
+                if (d->n_entries >= MAX_ENTRIES && now_usec >= d->swept_usec + 1000000ULL) {
+                        d->swept_usec = now_usec;
                         entries_sweep(d, now_usec);
+                }
                 if (d->n_entries >= MAX_ENTRIES || !(e = calloc(1, sizeof *e)))
                         return;
                 memcpy(&e->addr, &p->from, p->from_len);
@@ -216,15 +231,17 @@ void dtls_reboot_connected(struct dtls_reboot *d, coap_session_t *session) {
         struct cookie_entry *e;
 
         if (d && a && (e = entry_find(d, &a->addr.sa)))
-                e->established = true;
+                e->established = e->confirmed = true;
 }
 
 void dtls_reboot_session_gone(struct dtls_reboot *d, coap_session_t *session) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
         struct cookie_entry *e;
 
+        /* kept, not established: a confirmed cookie stays right for the
+         * node's next session even if its first ClientHello is not peeked */
         if (d && a && coap_session_get_proto(session) == COAP_PROTO_DTLS && (e = entry_find(d, &a->addr.sa)))
-                entry_free(d, e);
+                e->established = false;
 }
 
 static bool known_fd(const struct dtls_reboot *d, int fd) {
@@ -446,6 +463,17 @@ static bool check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
                 replace_session(d, session, &p, now_usec);
                 return false;
         }
+        /* at most one HelloVerifyRequest a second per address: a flood of
+         * ClientHellos (spoofed or not) neither reflects one each nor keeps
+         * libcoap from reading; the node's retransmission comes after 1 s */
+        if (e->hvr_usec && now_usec < e->hvr_usec + 1000000ULL) {
+                uint8_t byte;
+
+                (void) recv(fd, &byte, sizeof byte, MSG_DONTWAIT);
+                d->stats.hello_verify_limited++;
+                return false;
+        }
+        e->hvr_usec = now_usec;
         return verify_first(d, fd, &p, now_usec);
 }
 

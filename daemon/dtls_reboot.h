@@ -65,5 +65,6 @@ struct dtls_reboot_stats {
         uint64_t hello_verify_sent;     /* ClientHellos on established sessions without the cookie */
         uint64_t sessions_replaced;     /* old sessions ended: the cookie came back */
         uint64_t sessions_unknown_cookie;       /* ClientHellos on sessions whose cookie was not learnt */
+        uint64_t hello_verify_limited;  /* ClientHellos dropped: one HelloVerifyRequest a second per address */
 };
 const struct dtls_reboot_stats *dtls_reboot_get0_stats(const struct dtls_reboot *d);

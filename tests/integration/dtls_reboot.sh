@@ -16,6 +16,9 @@
 #       The ClientHellos are real ones of openssl s_client, captured by a
 #       small fixture standing in for a DTLS server (it sends a
 #       HelloVerifyRequest with a made-up cookie to get the second).
+#   (d) a node that ended its session with close_notify enrols again from
+#       the same port at once (its kept answer must not pin the closed
+#       session).
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -158,7 +161,11 @@ PY
         timeout 5 openssl s_client -dtls1_2 -connect "127.0.0.1:$FIX_PORT" -psk_identity "$CA_REF" \
                 -psk "$PSK_HEX" </dev/null >"$T/capture-hello.log" 2>&1 || true
         wait "$fixture" || { cat "$T/fixture.log" >&2; fail "the fixture captured no ClientHellos"; }
-        for h in hello1 hello2; do
+        # hello1, then 1.2 s later hello2 and at once hello1 again: the third
+        # comes within a second of the second's HelloVerifyRequest and is
+        # dropped (one a second per address: a flood is not reflected)
+        for h in hello1 pause hello2 hello1; do
+                [[ $h == pause ]] && { sleep 1.2; continue; }
                 python3 - "$NODE_B" "$DTLS_PORT" "$T/$h.bin" <<'PY'
 import socket, struct, sys
 sport, dport, data = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "rb").read()
@@ -168,7 +175,7 @@ PY
         done
         sleep 1
         n=$(grep -c "a ClientHello from 127.0.0.1:$NODE_B on its established session: HelloVerifyRequest sent" "$T/gw.log" || true)
-        expect_eq "$n" 2 "HelloVerifyRequests answering the spoofed ClientHellos"
+        expect_eq "$n" 2 "HelloVerifyRequests answering the spoofed ClientHellos (the third within 1 s dropped)"
         grep -q "127.0.0.1:$NODE_B started a new handshake" "$T/gw.log" &&
                 fail "a spoofed ClientHello ended the live session of 127.0.0.1:$NODE_B"
         coap_pdu 4661 1 .well-known/core >&3
@@ -188,5 +195,12 @@ kill_node "$live" "$NODE_B"
 post_from reboot-b "$NODE_B"
 grep -q "127.0.0.1:$NODE_B started a new handshake on its established session" "$T/gw.log" ||
         fail "cmpgwd did not log the replaced session of 127.0.0.1:$NODE_B"
+
+step "(d) a node that closed its session cleanly (close_notify) comes back on the same port"
+# coap-client ends its session with close_notify; cmpgwd's kept answer
+# must not keep that closed session alive to swallow the next handshake
+NODE_D=$(free_port udp)
+post_from closed-1 "$NODE_D"
+post_from closed-2 "$NODE_D"
 gw_alive
 log "ok"
