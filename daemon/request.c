@@ -45,9 +45,11 @@ void request_free(struct request *r) {
                 upstream_coap_cancel(r->manager->coap_client, r);
         if (r->in_flight_counted)
                 peer_limits_drop(r->manager->peers, &r->peer_key, PEER_IN_FLIGHT);
+        r->ack_wait = sd_event_source_disable_unref(r->ack_wait);
         LIST_REMOVE(requests, r->manager->requests, r);
         r->manager->n_requests--;
         dbus_api_properties_changed(r->manager->dbus);
+        manager_request_done(r->manager, r);    /* stopping: the last one lets cmpgwd exit */
         free(r->body);
         cmp_content_free(r->content);
         free(r->answer);
