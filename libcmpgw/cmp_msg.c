@@ -91,10 +91,17 @@ static int inspect(const uint8_t *der, size_t len, unsigned depth, CMPGW_MSG_CON
 
 /* NestedMessageContent ::= PKIMessages: each one inspected like the outer */
 static int check_nested(const ASN1_STRING *seq, unsigned depth, const char **why) {
-        const unsigned char *p = ASN1_STRING_get0_data(seq);
-        ASN1_SEQUENCE_ANY *msgs = d2i_ASN1_SEQUENCE_ANY(NULL, &p, ASN1_STRING_length(seq));
+        const unsigned char *start = ASN1_STRING_get0_data(seq), *p = start;
+        int len = ASN1_STRING_length(seq);
+        ASN1_SEQUENCE_ANY *msgs = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len);
+        unsigned char *der = NULL;
         int k = msgs ? 0 : -EBADMSG;
 
+        /* RFC 9482 §2.3: DER; the SEQUENCE OF was kept as it came (ANY), so
+         * its own length octets are checked by encoding it again */
+        if (k == 0 && (p != start + len || i2d_ASN1_SEQUENCE_ANY(msgs, &der) != len || memcmp(der, start, len) != 0))
+                k = -EBADMSG;
+        OPENSSL_free(der);
         ERR_clear_error();
         for (int i = 0; k == 0 && i < sk_ASN1_TYPE_num(msgs); i++) {
                 const ASN1_TYPE *t = sk_ASN1_TYPE_value(msgs, i);

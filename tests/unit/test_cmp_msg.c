@@ -87,6 +87,72 @@ static void test_genm(void) {
         OSSL_CMP_CTX_free(ctx);
 }
 
+/* a DER length (4-byte long form when LONG: BER, not DER) */
+static size_t put_len(uint8_t *out, size_t n, int long_form) {
+        if (long_form) {
+                out[0] = 0x84;
+                out[1] = (uint8_t) (n >> 24); out[2] = (uint8_t) (n >> 16);
+                out[3] = (uint8_t) (n >> 8); out[4] = (uint8_t) n;
+                return 5;
+        }
+        if (n < 0x80) {
+                out[0] = (uint8_t) n;
+                return 1;
+        }
+        if (n < 0x100) {
+                out[0] = 0x81; out[1] = (uint8_t) n;
+                return 2;
+        }
+        out[0] = 0x82; out[1] = (uint8_t) (n >> 8); out[2] = (uint8_t) n;
+        return 3;
+}
+
+/* nested [20] PKIMessages with the captured genm inside, the SEQUENCE OF's
+ * length in DER or (BER_WRAPPER) in a long form: RFC 9482 §2.3 wants DER */
+static size_t make_nested(uint8_t *out, int ber_wrapper) {
+        const unsigned char *p = captured, *hdr;
+        long content_len, hdr_len;
+        int tag, cls;
+        uint8_t seqof[4096], body[4096], outer_content[4096];
+        size_t n_seqof, n_body, n_outer, n;
+
+        CHECK(ASN1_get_object(&p, &content_len, &tag, &cls, captured_len) == V_ASN1_CONSTRUCTED);
+        hdr = p;
+        CHECK(ASN1_get_object(&p, &hdr_len, &tag, &cls, content_len) == V_ASN1_CONSTRUCTED);
+        hdr_len += p - hdr;                             /* the whole PKIHeader */
+        seqof[0] = 0x30;
+        n_seqof = 1 + put_len(seqof + 1, (size_t) captured_len, ber_wrapper);
+        memcpy(seqof + n_seqof, captured, (size_t) captured_len);
+        n_seqof += (size_t) captured_len;
+        body[0] = 0xb4;                                 /* [20] EXPLICIT */
+        n_body = 1 + put_len(body + 1, n_seqof, 0);
+        memcpy(body + n_body, seqof, n_seqof);
+        n_body += n_seqof;
+        memcpy(outer_content, hdr, (size_t) hdr_len);
+        memcpy(outer_content + hdr_len, body, n_body);
+        n_outer = (size_t) hdr_len + n_body;
+        out[0] = 0x30;
+        n = 1 + put_len(out + 1, n_outer, 0);
+        memcpy(out + n, outer_content, n_outer);
+        return n + n_outer;
+}
+
+static void test_nested(void) {
+        OSSL_CMP_CTX *ctx = ctx_new(EVP_EC_gen("P-256"));
+        struct cmp_msg_info info;
+        uint8_t der[8192];
+        size_t n;
+
+        CHECK(OSSL_CMP_exec_GENM_ses(ctx) == NULL);
+        ERR_clear_error();
+        n = make_nested(der, 0);
+        CHECK_INT(cmp_msg_inspect(der, n, &info, NULL), 0);
+        CHECK_INT(info.body, CMP_BODY_NESTED);
+        n = make_nested(der, 1);
+        CHECK_INT(cmp_msg_inspect(der, n, &info, NULL), -EBADMSG);
+        OSSL_CMP_CTX_free(ctx);
+}
+
 static void test_not_cmp(void) {
         /* valid DER that is not a PKIMessage: an INTEGER and a bare SEQUENCE */
         static const uint8_t integer[] = { 0x02, 0x01, 0x05 };
@@ -130,6 +196,7 @@ static void test_body_rules(void) {
 int main(void) {
         test_ir();
         test_genm();
+        test_nested();
         test_not_cmp();
         test_body_rules();
         OPENSSL_free(captured);
