@@ -57,6 +57,7 @@ struct coap_server {
         Manager *manager;
         coap_context_t *ctx;
         struct coap_loop_batch batch;           /* reads per socket event (coap_loop.h) */
+        bool freeing;                           /* coap_server_free: libcoap's last events find nothing */
         sd_event_source *io, *tick, *gc;
         LIST_HEAD(struct transfer, transfers);
         unsigned n_transfers;
@@ -1964,6 +1965,9 @@ static void session_release(coap_session_t *session, void *userdata) {
 static int event_handler(coap_session_t *session, const coap_event_t event) {
         struct coap_server *s = server_of(session);
 
+        if (!s || s->freeing)
+                return 0;       /* what cmpgwd held of the sessions is gone already */
+
         /* RFC 9482 §2.4, §4: the largest block that fits the datagram, at most
          * coap.block_size: libcoap derives the block size from the PDU size */
         if (event == COAP_EVENT_SERVER_SESSION_NEW)
@@ -2135,6 +2139,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
 
         if (!s)
                 return NULL;
+        s->freeing = true;
         LIST_FOREACH_SAFE(transfers, t, n, s->transfers)
                 transfer_free(s, t);
         s->kept = kept_answers_free(s->kept);
