@@ -526,7 +526,6 @@ static void answer_too_large(struct coap_server *s, coap_pdu_t *response, size_t
  * Many Requests and Max-Age saying when to come back (RFC 8516). Globally:
  * bytes held by incomplete Block1 transfers (limits.buffered_bytes), 5.03. */
 
-#define OBSERVER_RETRY_SEC 60
 
 static void peer_key_of_session(coap_session_t *session, struct peer_key *k) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
@@ -1426,9 +1425,19 @@ static void ann_answer_content(struct coap_server *s, coap_resource_t *resource,
         answer_blocks(s, session, request, response, CT_PKIXCMP, ANN_MAX_AGE, etag_of(b), b->data, b->len);
 }
 
+/* A registration not taken: counted and logged (rate-limited) */
+static void observer_refused(struct coap_server *s, coap_session_t *session, const char *what) {
+        char peer[64];
+
+        s->manager->stats.limited_observers++;
+        peer_name(session, peer, sizeof peer);
+        if (log_ratelimit_ok(&s->limited_log, now_usec(s)))
+                log_info("%s: not registered as an observer (%s): answered without Observe", peer, what);
+}
+
 /* A GET with Observe 0 on an ann resource: the observer it registers (or
  * re-registers), NULL when it is answered without Observe (at
- * announcements.max_observers) or refused (4.29 in RESPONSE). */
+ * announcements.max_observers or max_observers_per_peer). */
 static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
                                          const coap_pdu_t *request, struct ann_observer *o, coap_pdu_t *response) {
         struct peer_key k;
@@ -1439,16 +1448,16 @@ static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t 
         }
         if (!s->ann_observable)
                 return NULL;    /* RFC 9482 §2.6: answered without Observe */
+        /* RFC 9482 §2.6: a server that cannot add the client to its
+         * observers still answers 2.xx (MUST), without the Observe option */
         peer_key_of_session(session, &k);
         if (peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >= s->manager->config->ann_max_observers_per_peer) {
-                refuse_peer(s, session, response, &s->manager->stats.limited_observers,
-                            OBSERVER_RETRY_SEC, "announcements.max_observers_per_peer");
+                observer_refused(s, session, "announcements.max_observers_per_peer");
                 return NULL;
         }
         o = observer_add(s, resource, session, request);
         if (!o) {
-                refuse_peer(s, session, response, &s->manager->stats.limited_observers,
-                            OBSERVER_RETRY_SEC, "no room to track this address");
+                observer_refused(s, session, "no room to track this address");
                 return NULL;
         }
         ann_update_observable(s);
