@@ -36,6 +36,7 @@ struct peeked {
         size_t len;
         struct sockaddr_storage from;
         socklen_t from_len;
+        coap_address_t sender;          /* the same, as libcoap's address */
         _Alignas(struct cmsghdr) uint8_t control[256];  /* IP_PKTINFO or IPV6_PKTINFO: where it came in */
         size_t control_len;
         int ifindex;
@@ -46,8 +47,7 @@ struct peeked {
  * the context lives), learnt from the ClientHello that began a session */
 struct cookie_entry {
         LIST_FIELDS(struct cookie_entry, bucket);
-        struct sockaddr_storage addr;
-        socklen_t addr_len;
+        coap_address_t addr;
         uint8_t cookie[DTLS1_COOKIE_LENGTH];
         uint8_t len;
         bool established;               /* its session completed a handshake */
@@ -141,24 +141,20 @@ struct dtls_reboot *dtls_reboot_free(struct dtls_reboot *d) {
 
 /* ---- the cookies libcoap gave, by address and port ---- */
 
-static bool same_address(const struct sockaddr *a, const struct sockaddr_storage *b, socklen_t b_len) {
-        if (a->sa_family != b->ss_family)
+/* SA as libcoap's address type, which coap_address_equals() compares
+ * (family, port and address) */
+static bool address_of(const void *sa, socklen_t len, coap_address_t *a) {
+        coap_address_init(a);
+        if (len > sizeof a->addr)
                 return false;
-        if (a->sa_family == AF_INET && b_len >= sizeof(struct sockaddr_in)) {
-                const struct sockaddr_in *x = (const void *) a, *y = (const void *) b;
-                return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-        }
-        if (a->sa_family == AF_INET6 && b_len >= sizeof(struct sockaddr_in6)) {
-                const struct sockaddr_in6 *x = (const void *) a, *y = (const void *) b;
-                return x->sin6_port == y->sin6_port &&
-                       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-        }
-        return false;
+        memcpy(&a->addr, sa, len);
+        a->size = len;
+        return true;
 }
 
-static size_t bucket_of(const struct sockaddr *sa) {
-        const uint8_t *p = (const uint8_t *) sa;
-        size_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+static size_t bucket_of(const coap_address_t *a) {
+        const uint8_t *p = (const uint8_t *) &a->addr.sa;
+        size_t len = a->addr.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
         uint32_t h = 2166136261u;
 
         /* port and address; sin6_flowinfo is 0 in what the kernel hands us */
@@ -167,17 +163,17 @@ static size_t bucket_of(const struct sockaddr *sa) {
         return h & (COOKIE_BUCKETS - 1);
 }
 
-static struct cookie_entry *entry_find(struct dtls_reboot *d, const struct sockaddr *sa) {
-        struct cookie_entry *e, *n;
+static struct cookie_entry *entry_find(struct dtls_reboot *d, const coap_address_t *a) {
+        struct cookie_entry *e;
 
-        LIST_FOREACH_SAFE(bucket, e, n, d->buckets[bucket_of(sa)])
-                if (same_address(sa, &e->addr, e->addr_len))
+        for (e = d->buckets[bucket_of(a)]; e; e = e->bucket_next)
+                if (coap_address_equals(a, &e->addr))
                         return e;
         return NULL;
 }
 
 static void entry_free(struct dtls_reboot *d, struct cookie_entry *e) {
-        LIST_REMOVE(bucket, d->buckets[bucket_of((struct sockaddr *) &e->addr)], e);
+        LIST_REMOVE(bucket, d->buckets[bucket_of(&e->addr)], e);
         d->n_entries--;
         free(e);
 }
@@ -196,13 +192,13 @@ static void entries_sweep(struct dtls_reboot *d, uint64_t now_usec) {
 
 /* The cookie of a ClientHello from an address without an established
  * session: libcoap's, if this handshake completes */
-static void entry_learn(struct dtls_reboot *d, const struct peeked *p, uint64_t now_usec) {
+static void entry_learn(struct dtls_reboot *d, const coap_address_t *from, uint64_t now_usec) {
         struct cookie_entry *e;
 
         /* libcoap's cookies are HMAC-SHA256 (coap_openssl.c): no other size is one */
         if (d->seen_len != LIBCOAP_COOKIE_LEN)
                 return;
-        e = entry_find(d, (const struct sockaddr *) &p->from);
+        e = entry_find(d, from);
         if (e && e->confirmed) {        /* libcoap's cookie for an address never changes */
                 e->seen_usec = now_usec;
                 return;
@@ -215,9 +211,8 @@ static void entry_learn(struct dtls_reboot *d, const struct peeked *p, uint64_t 
                 }
                 if (d->n_entries >= MAX_ENTRIES || !(e = calloc(1, sizeof *e)))
                         return;
-                memcpy(&e->addr, &p->from, p->from_len);
-                e->addr_len = p->from_len;
-                LIST_PREPEND(bucket, d->buckets[bucket_of((struct sockaddr *) &e->addr)], e);
+                e->addr = *from;
+                LIST_PREPEND(bucket, d->buckets[bucket_of(&e->addr)], e);
                 d->n_entries++;
         }
         memcpy(e->cookie, d->seen, d->seen_len);
@@ -230,7 +225,7 @@ void dtls_reboot_connected(struct dtls_reboot *d, coap_session_t *session) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
         struct cookie_entry *e;
 
-        if (d && a && (e = entry_find(d, &a->addr.sa)))
+        if (d && a && (e = entry_find(d, a)))
                 e->established = e->confirmed = true;
 }
 
@@ -240,7 +235,7 @@ void dtls_reboot_session_gone(struct dtls_reboot *d, coap_session_t *session) {
 
         /* kept, not established: a confirmed cookie stays right for the
          * node's next session even if its first ClientHello is not peeked */
-        if (d && a && coap_session_get_proto(session) == COAP_PROTO_DTLS && (e = entry_find(d, &a->addr.sa)))
+        if (d && a && coap_session_get_proto(session) == COAP_PROTO_DTLS && (e = entry_find(d, a)))
                 e->established = false;
 }
 
@@ -253,7 +248,7 @@ static bool known_fd(const struct dtls_reboot *d, int fd) {
 
 /* libcoap 4.3.1 has no public accessor for an endpoint's socket: the
  * datagram socket of this process bound to ADDR that we do not know yet */
-static int socket_bound_to(const struct dtls_reboot *d, const struct sockaddr *addr) {
+static int socket_bound_to(const struct dtls_reboot *d, const coap_address_t *addr) {
         DIR *dir = opendir("/proc/self/fd");
         struct dirent *e;
         int found = -ENOENT;
@@ -263,6 +258,7 @@ static int socket_bound_to(const struct dtls_reboot *d, const struct sockaddr *a
         while ((e = readdir(dir))) {
                 struct sockaddr_storage ss;
                 socklen_t len = sizeof ss, tlen = sizeof(int);
+                coap_address_t bound;
                 int fd = atoi(e->d_name), type;
 
                 if (e->d_name[0] == '.' || fd == dirfd(dir) || known_fd(d, fd))
@@ -270,7 +266,7 @@ static int socket_bound_to(const struct dtls_reboot *d, const struct sockaddr *a
                 if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || type != SOCK_DGRAM ||
                     getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
                         continue;
-                if (same_address(addr, &ss, len))
+                if (address_of(&ss, len, &bound) && coap_address_equals(addr, &bound))
                         found = fd > found ? fd : found;        /* the newest, if ever two */
         }
         closedir(dir);
@@ -278,11 +274,14 @@ static int socket_bound_to(const struct dtls_reboot *d, const struct sockaddr *a
 }
 
 int dtls_reboot_add_endpoint(struct dtls_reboot *d, const struct sockaddr *addr, socklen_t len) {
+        coap_address_t a;
         int fd;
 
         if (d->n_fds >= MAX_SOCKETS)
                 return -E2BIG;
-        fd = socket_bound_to(d, addr);
+        if (!address_of(addr, len, &a))
+                return -EINVAL;
+        fd = socket_bound_to(d, &a);
         if (fd < 0)
                 return fd;
         d->fds[d->n_fds++] = fd;
@@ -313,6 +312,8 @@ static bool peek(int fd, struct peeked *p) {
                 return false;
         p->len = (size_t) n;
         p->from_len = mh.msg_namelen;
+        if (!address_of(&p->from, p->from_len, &p->sender))
+                return false;
         p->control_len = mh.msg_controllen;
         p->ifindex = ifindex_of(&mh);
         return true;
@@ -325,23 +326,10 @@ static bool is_initial_client_hello(const struct peeked *p) {
                p->buf[OFF_HANDSHAKE_TYPE] == DTLS_HT_CLIENT_HELLO;
 }
 
-static bool sender_of(const struct peeked *p, coap_address_t *a) {
-        coap_address_init(a);
-        if (p->from_len > sizeof a->addr)
-                return false;
-        memcpy(&a->addr, &p->from, p->from_len);
-        a->size = p->from_len;
-        return true;
-}
+/* libcoap's established server session for FROM, if any */
+static coap_session_t *established_session(struct dtls_reboot *d, const coap_address_t *from, int ifindex) {
+        coap_session_t *s = coap_session_get_by_peer(d->ctx, from, ifindex);
 
-/* libcoap's established server session for the sender, if any */
-static coap_session_t *established_session(struct dtls_reboot *d, const struct peeked *p) {
-        coap_address_t a;
-        coap_session_t *s;
-
-        if (!sender_of(p, &a))
-                return NULL;
-        s = coap_session_get_by_peer(d->ctx, &a, p->ifindex);
         if (!s || coap_session_get_proto(s) != COAP_PROTO_DTLS ||
             coap_session_get_type(s) != COAP_SESSION_TYPE_SERVER ||
             coap_session_get_state(s) != COAP_SESSION_STATE_ESTABLISHED)
@@ -389,10 +377,8 @@ static int listen_once(struct dtls_reboot *d, const struct peeked *p, const stru
         return r == 1;
 }
 
-static void peer_text(const struct peeked *p, char *buf, size_t size) {
-        coap_address_t a;
-
-        if (!sender_of(p, &a) || coap_print_addr(&a, (unsigned char *) buf, size) == 0)
+static void peer_text(const coap_address_t *from, char *buf, size_t size) {
+        if (coap_print_addr(from, (unsigned char *) buf, size) == 0)
                 snprintf(buf, size, "?");
 }
 
@@ -403,15 +389,15 @@ static void replace_session(struct dtls_reboot *d, coap_session_t *session, cons
                             uint64_t now_usec) {
         char peer[64];
 
-        peer_text(p, peer, sizeof peer);
+        peer_text(&p->sender, peer, sizeof peer);
         d->stats.sessions_replaced++;
         if (log_ratelimit_ok(&d->log, now_usec))
                 log_info("DTLS: %s started a new handshake on its established session "
                          "(a restarted node?); the old session ends", peer);
-        d->release(session, d->userdata);       /* its cookie entry goes too */
-        if (established_session(d, p))
+        d->release(session, d->userdata);       /* its confirmed cookie stays */
+        if (established_session(d, &p->sender, p->ifindex))
                 log_warning("DTLS: the old session of %s is still held; its new handshake waits", peer);
-        entry_learn(d, p, now_usec);
+        entry_learn(d, &p->sender, now_usec);
 }
 
 /* A new ClientHello on an established session, without the cookie: answer
@@ -424,7 +410,7 @@ static bool verify_first(struct dtls_reboot *d, int fd, struct peeked *p, uint64
 
         if (hvr_len > 0) {
                 d->stats.hello_verify_sent++;
-                peer_text(p, peer, sizeof peer);
+                peer_text(&p->sender, peer, sizeof peer);
                 if (log_ratelimit_ok(&d->log, now_usec))
                         log_debug("DTLS: a ClientHello from %s on its established session: "
                                   "HelloVerifyRequest sent, the session stays unless the cookie comes back", peer);
@@ -446,12 +432,12 @@ static bool check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
                 return false;
         if (!peek(fd, &p) || !is_initial_client_hello(&p))
                 return false;
-        session = established_session(d, &p);
-        e = entry_find(d, (const struct sockaddr *) &p.from);
+        session = established_session(d, &p.sender, p.ifindex);
+        e = entry_find(d, &p.sender);
         if (!session) {         /* a handshake libcoap does: learn its cookie */
                 listen_once(d, &p, NULL);
                 if (d->seen_len > 0)
-                        entry_learn(d, &p, now_usec);
+                        entry_learn(d, &p.sender, now_usec);
                 return false;
         }
         if (!e || !e->established) {
