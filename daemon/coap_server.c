@@ -1233,11 +1233,10 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  *     idle sessions with none), released when it goes.
  *
  * Limits:
- *   - announcements.max_observers: while that many are registered a GET
- *     with Observe gets 2.05 without the Observe option (§2.6 allows it);
- *     the observers registered are notified all the same.
- *   - announcements.max_observers_per_peer (per IP address): a registration
- *     over it is answered 4.29 with Max-Age (no Observe: RFC 7641 §4.1). */
+ *   - announcements.max_observers, and max_observers_per_peer (per IP
+ *     address): past either a GET with Observe gets 2.05 without the
+ *     Observe option (RFC 9482 §2.6: 2.xx, MUST); the observers registered
+ *     are notified all the same. */
 
 #define ANN_KEEPALIVE_SEC (12 * 3600)
 #define ANN_MAX_AGE 86400
@@ -1354,8 +1353,6 @@ static struct ann_observer *observer_add(struct coap_server *s, coap_resource_t 
 static void observers_drop_session(struct coap_server *s, coap_session_t *session) {
         struct ann_observer *o, *n;
 
-        if (!s->observers)
-                return;         /* coap_server_free: libcoap's session events come after them */
         LIST_FOREACH_SAFE(observers, o, n, *observer_bucket(s, session))
                 if (o->session == session)
                         observer_free(s, o);
@@ -1439,7 +1436,7 @@ static void observer_refused(struct coap_server *s, coap_session_t *session, con
  * re-registers), NULL when it is answered without Observe (at
  * announcements.max_observers or max_observers_per_peer). */
 static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t *resource, coap_session_t *session,
-                                         const coap_pdu_t *request, struct ann_observer *o, coap_pdu_t *response) {
+                                         const coap_pdu_t *request, struct ann_observer *o) {
         struct peer_key k;
 
         if (o) {
@@ -1495,9 +1492,7 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
         } else if (observe == COAP_OBSERVE_ESTABLISH && is_ann_resource(resource) &&
                    (b2.valid || !b2.present)) {
                 /* an unusable Block2 is answered 4.00 below: no registration */
-                o = ann_register(s, resource, session, request, o, response);
-                if (!o && coap_pdu_get_code(response) != 0)
-                        return;         /* refused */
+                o = ann_register(s, resource, session, request, o);
         } else
                 o = NULL;               /* a plain GET with an observer's token */
         if (o) {
@@ -1951,11 +1946,10 @@ static void session_drop_refs(struct coap_server *s, coap_session_t *session, bo
 
 /* A restarted node proved its address with a new handshake (dtls_reboot.h):
  * its old session ends now. libcoap frees a server session only when no
- * one references it, so every reference cmpgwd holds goes first: kept
- * answers, requests in flight (still completed upstream and recorded, but
- * answered to nobody), and libcoap's own through coap_session_disconnected
- * (observers, messages waiting for an ACK); coap_io_prepare_epoll() then
- * frees it before libcoap reads the new ClientHello. */
+ * one references it, so every reference cmpgwd holds goes first
+ * (session_drop_refs), then libcoap's own through coap_session_disconnected
+ * (messages waiting for an ACK); coap_io_prepare_epoll() then frees it
+ * before libcoap reads the new ClientHello. */
 static void session_release(coap_session_t *session, void *userdata) {
         struct coap_server *s = userdata;
         coap_tls_library_t lib;
@@ -2156,7 +2150,6 @@ struct coap_server *coap_server_free(struct coap_server *s) {
                 while (s->observers[b])
                         observer_free(s, s->observers[b]);
         free(s->observers);
-        s->observers = NULL;
         sd_event_source_disable_unref(s->ann_keepalive);
         sd_event_source_disable_unref(s->fanout_timer);
         sd_event_source_disable_unref(s->io);

@@ -32,7 +32,7 @@ struct gw_stats {
         uint64_t limited_in_flight;     /* 4.29: limits.in_flight_per_peer */
         uint64_t limited_buffered;      /* 5.03: limits.buffered_bytes */
         uint64_t limited_max_in_flight; /* 5.03: limits.max_in_flight, all peers together */
-        uint64_t limited_observers;     /* 4.29: announcements.max_observers_per_peer */
+        uint64_t limited_observers;     /* ann registrations answered without Observe: max_observers_per_peer */
         uint64_t transfers_abandoned;   /* Block1 transfers dropped after coap.transfer_timeout */
         /* refused by admission (issue 5), see cmpgw.json(5) "admission" */
         uint64_t refused_admission;     /* 4.01/4.03: policy "registered", not admitted */

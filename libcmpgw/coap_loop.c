@@ -16,19 +16,16 @@
 static unsigned empty_reads;
 static bool read_failed_follows;
 
-unsigned coap_loop_dispatch(coap_context_t *ctx) {
+void coap_loop_dispatch(coap_context_t *ctx) {
         struct epoll_event ev[EVENTS_MAX];
-        unsigned handled = 0;
         int n;
 
         do {
                 n = epoll_wait(coap_context_get_coap_fd(ctx), ev, EVENTS_MAX, 0);
                 if (n <= 0)
-                        break;
+                        return;
                 coap_io_do_epoll(ctx, ev, (size_t) n);
-                handled += (unsigned) n;
         } while (n == EVENTS_MAX);
-        return handled;
 }
 
 /* EV's socket read events SIZE times each into OUT (room for

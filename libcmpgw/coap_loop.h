@@ -10,12 +10,12 @@
 
 #include <coap3/coap.h>
 
-/* Handles what is ready on CTX's epoll fd, without waiting, and returns
- * how many events that was: one datagram read for each socket event
- * (libcoap 4.3.1 reads one per event). libcoap walks all its sessions and
- * arms its timer after each event (coap_io_do_epoll), so a datagram costs
- * O(sessions); coap_io_process() would walk them twice more. */
-unsigned coap_loop_dispatch(coap_context_t *ctx);
+/* Handles what is ready on CTX's epoll fd, without waiting: one datagram
+ * read for each socket event (libcoap 4.3.1 reads one per event). libcoap
+ * walks all its sessions and arms its timer after each call
+ * (coap_io_do_epoll), so a datagram costs O(sessions); coap_io_process()
+ * would walk them twice more. */
+void coap_loop_dispatch(coap_context_t *ctx);
 
 /* Reads per socket event of a server context, adapted to the load. */
 struct coap_loop_batch {
