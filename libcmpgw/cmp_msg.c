@@ -117,18 +117,13 @@ static int inspect(const uint8_t *der, size_t len, unsigned depth, CMPGW_MSG_CON
 
 /* NestedMessageContent ::= PKIMessages: each one inspected like the outer */
 static int check_nested(const ASN1_STRING *seq, unsigned depth, const char **why) {
-        const unsigned char *start = ASN1_STRING_get0_data(seq), *p = start;
-        int len = ASN1_STRING_length(seq);
-        ASN1_SEQUENCE_ANY *msgs = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len);
-        unsigned char *der = NULL;
-        int k = msgs ? 0 : -EBADMSG;
+        ASN1_VALUE *v;
+        ASN1_SEQUENCE_ANY *msgs;
+        /* the SEQUENCE OF was kept as it came (ANY): DER too (RFC 9482 §2.3) */
+        int k = decode_der(ASN1_STRING_get0_data(seq), (size_t) ASN1_STRING_length(seq),
+                           ASN1_ITEM_rptr(ASN1_SEQUENCE_ANY), &v, why);
 
-        /* RFC 9482 §2.3: DER; the SEQUENCE OF was kept as it came (ANY), so
-         * its own length octets are checked by encoding it again */
-        if (k == 0 && (p != start + len || i2d_ASN1_SEQUENCE_ANY(msgs, &der) != len || memcmp(der, start, len) != 0))
-                k = -EBADMSG;
-        OPENSSL_free(der);
-        ERR_clear_error();
+        msgs = (ASN1_SEQUENCE_ANY *) v;
         for (int i = 0; k == 0 && i < sk_ASN1_TYPE_num(msgs); i++) {
                 const ASN1_TYPE *t = sk_ASN1_TYPE_value(msgs, i);
                 CMPGW_MSG_CONTENT *m = NULL;
@@ -141,7 +136,7 @@ static int check_nested(const ASN1_STRING *seq, unsigned depth, const char **why
                             (size_t) ASN1_STRING_length(t->value.sequence), depth + 1, &m, why);
                 ASN1_item_free((ASN1_VALUE *) m, ASN1_ITEM_rptr(CMPGW_MSG_CONTENT));
         }
-        sk_ASN1_TYPE_pop_free(msgs, ASN1_TYPE_free);
+        ASN1_item_free(v, ASN1_ITEM_rptr(ASN1_SEQUENCE_ANY));
         if (k < 0)
                 *why = "nested PKIMessage that is not one DER PKIMessage";
         return k;
