@@ -191,22 +191,23 @@ void cmp_cert_info_clear(struct cmp_cert_info *ci) {
         memset(ci, 0, sizeof *ci);
 }
 
-int cmp_cert_info_get(const X509 *x, struct cmp_cert_info *ci) {
-        unsigned char *der = NULL;
-        int n;
-
+/* What both kinds of certificate give: DER (owned, taken over), validity,
+ * names and serial */
+static int cert_info_fill(struct cmp_cert_info *ci, unsigned char *der, int der_len,
+                          const ASN1_TIME *not_before, const ASN1_TIME *not_after,
+                          const X509_NAME *subject, const X509_NAME *issuer, const ASN1_INTEGER *serial) {
         memset(ci, 0, sizeof *ci);
-        if (time_to_unix(X509_get0_notBefore(x), &ci->not_before) < 0 ||
-            time_to_unix(X509_get0_notAfter(x), &ci->not_after) < 0)
-                return -EBADMSG;
-        n = i2d_X509(x, &der);
-        if (n <= 0)
+        if (der_len <= 0)
                 return -EBADMSG;
         ci->der = der;
-        ci->der_len = (size_t) n;
-        ci->subject = cmp_name_rfc2253(X509_get_subject_name(x));
-        ci->issuer = cmp_name_rfc2253(X509_get_issuer_name(x));
-        ci->serial = cmp_integer_hex(X509_get0_serialNumber(x));
+        ci->der_len = (size_t) der_len;
+        if (time_to_unix(not_before, &ci->not_before) < 0 || time_to_unix(not_after, &ci->not_after) < 0) {
+                cmp_cert_info_clear(ci);
+                return -EBADMSG;
+        }
+        ci->subject = cmp_name_rfc2253(subject);
+        ci->issuer = cmp_name_rfc2253(issuer);
+        ci->serial = cmp_integer_hex(serial);
         if (!ci->subject || !ci->issuer || !ci->serial) {
                 cmp_cert_info_clear(ci);
                 return -ENOMEM;
@@ -214,27 +215,20 @@ int cmp_cert_info_get(const X509 *x, struct cmp_cert_info *ci) {
         return 0;
 }
 
+int cmp_cert_info_get(const X509 *x, struct cmp_cert_info *ci) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(x, &der);
+
+        return cert_info_fill(ci, der, n, X509_get0_notBefore(x), X509_get0_notAfter(x),
+                              X509_get_subject_name(x), X509_get_issuer_name(x), X509_get0_serialNumber(x));
+}
+
 int cmp_cert_info_from_shell(const CMPGW_CERT_SHELL *x, struct cmp_cert_info *ci) {
         unsigned char *der = NULL;
-        int n;
+        int n = ASN1_item_i2d((const ASN1_VALUE *) x, &der, ASN1_ITEM_rptr(CMPGW_CERT_SHELL));
 
-        memset(ci, 0, sizeof *ci);
-        if (time_to_unix(x->tbs->validity->not_before, &ci->not_before) < 0 ||
-            time_to_unix(x->tbs->validity->not_after, &ci->not_after) < 0)
-                return -EBADMSG;
-        n = ASN1_item_i2d((const ASN1_VALUE *) x, &der, ASN1_ITEM_rptr(CMPGW_CERT_SHELL));
-        if (n <= 0)
-                return -EBADMSG;
-        ci->der = der;
-        ci->der_len = (size_t) n;
-        ci->subject = cmp_name_rfc2253(x->tbs->subject);
-        ci->issuer = cmp_name_rfc2253(x->tbs->issuer);
-        ci->serial = cmp_integer_hex(x->tbs->serial);
-        if (!ci->subject || !ci->issuer || !ci->serial) {
-                cmp_cert_info_clear(ci);
-                return -ENOMEM;
-        }
-        return 0;
+        return cert_info_fill(ci, der, n, x->tbs->validity->not_before, x->tbs->validity->not_after,
+                              x->tbs->subject, x->tbs->issuer, x->tbs->serial);
 }
 
 /* ---- the message ---- */
