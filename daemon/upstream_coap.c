@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <coap3/coap.h>
 #include <openssl/rand.h>
@@ -26,7 +25,7 @@
 #include "psk_file.h"
 #include "request.h"
 #include "tls_name.h"
-#include "upstream_http.h"
+#include "upstream_health.h"
 
 #define CT_PKIXCMP 259
 #define TICK_USEC 1000000
@@ -99,8 +98,7 @@ struct upstream_coap {
         LIST_HEAD(struct ann_watch, watches);
         upstream_ann_fn ann_fn;
         void *ann_userdata;
-        struct upstream_health *health; /* per upstream name, as upstream_http.c keeps them */
-        size_t n_health;
+        struct upstream_health_table health;    /* per upstream name */
         bool closing;
 };
 
@@ -110,40 +108,20 @@ static struct upstream_coap *the_client;
 static struct upstream_session *session_find(coap_session_t *session);
 
 const struct upstream_health *upstream_coap_health(struct upstream_coap *u, const char *name) {
-        for (size_t i = 0; u && i < u->n_health; i++)
-                if (strcmp(u->health[i].name, name) == 0)
-                        return &u->health[i];
-        return NULL;
+        return u ? upstream_health_find(&u->health, name) : NULL;
 }
 
 /* The exchange's outcome in its upstream's health (GetStatistics): any
  * answer is a success, a transport failure (no ACK, RST, DTLS, deadline)
  * a failure. No backoff: libcoap's retransmissions pace a dead upstream. */
 static void health_note(struct coap_call *c) {
-        struct upstream_coap *u = c->uc;
-        struct upstream_health *h = (struct upstream_health *) upstream_coap_health(u, c->req->upstream_name);
+        struct upstream_health *h = upstream_health_get(&c->uc->health, c->req->upstream_name);
         uint64_t now;
 
-        if (!h) {
-                h = realloc(u->health, (u->n_health + 1) * sizeof *h);
-                if (!h)
-                        return;
-                u->health = h;
-                h = memset(&u->health[u->n_health++], 0, sizeof *h);
-                snprintf(h->name, sizeof h->name, "%s", c->req->upstream_name);
-        }
-        h->requests++;
-        if (!c->answered) {
-                h->failures++;
-                h->failures_in_a_row++;
-                h->last_failure = (int64_t) time(NULL);
+        if (!h)
                 return;
-        }
-        sd_event_now(u->event, CLOCK_MONOTONIC, &now);
-        h->answered++;
-        h->failures_in_a_row = 0;
-        h->last_success = (int64_t) time(NULL);
-        h->latency_ms = (double) (now - c->sent_usec) / 1000.0;
+        sd_event_now(c->uc->event, CLOCK_MONOTONIC, &now);
+        upstream_health_count(h, c->answered, c->sent_usec, now);
 }
 
 static void start_waiting(struct upstream_coap *u, coap_session_t *session);
@@ -923,7 +901,7 @@ struct upstream_coap *upstream_coap_free(struct upstream_coap *u) {
         if (the_client == u)
                 the_client = NULL;
         sd_event_unref(u->event);
-        free(u->health);
+        upstream_health_table_clear(&u->health);
         free(u);
         return NULL;
 }

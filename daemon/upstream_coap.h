@@ -27,7 +27,7 @@ int upstream_coap_submit(struct upstream_coap *u, struct request *r);
 void upstream_coap_cancel(struct upstream_coap *u, struct request *r);
 
 /* The health of coap:// or coaps:// upstream NAME (struct upstream_health
- * of upstream_http.h; no backoff), NULL before its first exchange ended. */
+ * of upstream_health.h; no backoff), NULL before its first exchange ended. */
 const struct upstream_health *upstream_coap_health(struct upstream_coap *u, const char *name);
 
 /* After a reload: open new sessions (new credentials) from now on; calls

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -26,8 +25,7 @@ struct upstream_http {
         /* The last answer the upstream sent ended a CMP transaction; servers
          * such as `openssl cmp` close the connection after that. */
         bool peer_may_have_closed;
-        struct upstream_health *health;
-        size_t n_health;
+        struct upstream_health_table health;
         LIST_HEAD(struct upstream_call, queue); /* over max_connections: waiting */
 };
 
@@ -55,26 +53,11 @@ struct upstream_call {
 };
 
 static struct upstream_health *health_get(struct upstream_http *h, const char *name) {
-        struct upstream_health *n;
-
-        for (size_t i = 0; i < h->n_health; i++)
-                if (strcmp(h->health[i].name, name) == 0)
-                        return &h->health[i];
-        n = realloc(h->health, (h->n_health + 1) * sizeof *n);
-        if (!n)
-                return NULL;
-        h->health = n;
-        n = &h->health[h->n_health++];
-        memset(n, 0, sizeof *n);
-        snprintf(n->name, sizeof n->name, "%s", name);
-        return n;
+        return upstream_health_get(&h->health, name);
 }
 
 const struct upstream_health *upstream_http_health(struct upstream_http *h, const char *name) {
-        for (size_t i = 0; i < h->n_health; i++)
-                if (strcmp(h->health[i].name, name) == 0)
-                        return &h->health[i];
-        return NULL;
+        return upstream_health_find(&h->health, name);
 }
 
 unsigned upstream_http_backoff_left(struct upstream_http *h, const char *name) {
@@ -97,18 +80,11 @@ static void health_note(struct upstream_http *h, const struct upstream_call *c, 
         if (!u)
                 return;
         sd_event_now(h->event, CLOCK_MONOTONIC, &now);
-        u->requests++;
+        upstream_health_count(u, transport_ok, c->started_usec, now);
         if (transport_ok) {
-                u->answered++;
-                u->failures_in_a_row = 0;
                 u->backoff_until_usec = 0;
-                u->last_success = (int64_t) time(NULL);
-                u->latency_ms = (double) (now - c->started_usec) / 1000.0;
                 return;
         }
-        u->failures++;
-        u->failures_in_a_row++;
-        u->last_failure = (int64_t) time(NULL);
         if (u->failures_in_a_row >= BACKOFF_AFTER) {
                 unsigned shift = u->failures_in_a_row - BACKOFF_AFTER, sec = 5;
                 while (shift-- > 0 && sec < BACKOFF_MAX_SEC)
@@ -634,7 +610,7 @@ struct upstream_http *upstream_http_free(struct upstream_http *h) {
         sd_event_source_disable_unref(h->timer);
         curl_slist_free_all(h->headers);
         curl_slist_free_all(h->headers_chunked);
-        free(h->health);
+        upstream_health_table_clear(&h->health);
         sd_event_unref(h->event);
         free(h);
         return NULL;

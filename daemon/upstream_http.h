@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "request.h"
+#include "upstream_health.h"
 
 struct upstream_http;
 struct upstream_call;
@@ -47,21 +48,8 @@ int upstream_http_post(struct upstream_http *h, const struct upstream_post *p, u
                        void *userdata, const char *who, struct upstream_call **ret);
 void upstream_http_abandon(struct upstream_http *h, struct upstream_call *c);
 
-/* Health per upstream (issue 6): kept by name across reloads. */
-struct upstream_health {
-        char name[64];
-        uint64_t requests, answered, failures;
-        uint32_t failures_in_a_row;     /* transport failures: unreachable, timeout, broken connection */
-        int64_t last_success, last_failure;     /* unix seconds, 0 never */
-        double latency_ms;              /* of the last answered exchange */
-        uint64_t backoff_until_usec;    /* CLOCK_MONOTONIC; 0 when not backing off */
-        bool http11;                    /* answered with HTTP/1.1 or later: takes chunked bodies */
-        bool chunked;                   /* the last request went chunked */
-        unsigned in_flight;             /* exchanges on the wire (at most max_connections) */
-        unsigned queued;                /* waiting for one of them to end */
-};
-
-/* The health record of NAME, NULL before its first request. */
+/* The health record of NAME (upstream_health.h; kept by name across
+ * reloads), NULL before its first request. */
 const struct upstream_health *upstream_http_health(struct upstream_http *h, const char *name);
 /* An upstream that keeps failing is backed off: seconds until it is tried
  * again (the Max-Age of the 5.03 meanwhile), 0 when it may be tried now. */
