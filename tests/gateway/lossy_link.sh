@@ -35,18 +35,12 @@ start_gw "$T/gw.json"
 lost=0
 for seed in $SEEDS; do
         step "seed $seed: $N enrolments through a link dropping 5 % each way"
-        relay_port=$(free_port udp)
-        /usr/bin/python3 "$SRCDIR/tests/bench/lossy_relay.py" "$relay_port" "$GW_PORT" 0.05 "$seed" \
-                --log "$T/relay-$seed.log" >"$T/relay-$seed.out" 2>&1 &
-        relay=$!
-        PIDS+=("$relay")
-        for ((w = 0; w < 50; w++)); do grep -qs ready "$T/relay-$seed.out" && break; sleep 0.1; done
-        grep -q ready "$T/relay-$seed.out" || fail "lossy_relay.py did not start: $(cat "$T/relay-$seed.out")"
+        start_lossy_relay "$GW_PORT" "$seed" "relay-$seed"
         for ((i = 1; i <= N; i++)); do
                 rm -f "$T/ee.pem"
                 rc=0
                 # 256-byte blocks: the ir goes block-wise, as from a node
-                timeout 60 "$CMPCOAP" ir --server "coap://127.0.0.1:$relay_port/.well-known/cmp" --ref "$CA_REF" \
+                timeout 60 "$CMPCOAP" ir --server "coap://127.0.0.1:$RELAY_PORT/.well-known/cmp" --ref "$CA_REF" \
                         --secret "$CA_SECRET" --newkey "$PKI/ee.key" --subject /CN=lossy --block-size 256 \
                         --certout "$T/ee.pem" --trusted "$PKI/trusted.pem" --timeout 30 \
                         >"$T/ir-$seed-$i.log" 2>&1 || rc=$?
@@ -55,7 +49,7 @@ for seed in $SEEDS; do
                         lost=$((lost + 1))
                 fi
         done
-        stop_pid "$relay"
+        stop_pid "$RELAY_PID"
         log "seed $seed: $(tail -n 1 "$T/relay-$seed.out")"
 done
 ((lost == 0)) || fail "$lost enrolments lost on the lossy link (relay logs: $T/relay-*.log, KEEP=1 keeps them)"

@@ -20,14 +20,8 @@ SEED=${UPSTREAM_LOSS_SEED:-3}
 make_pki
 start_ca "$PKI"
 start_ca_gw b
-relay_port=$(free_port udp)
-/usr/bin/python3 "$SRCDIR/tests/bench/lossy_relay.py" "$relay_port" "$OTHER_GW_PORT" 0.05 "$SEED" \
-        --log "$T/relay.log" >"$T/relay.out" 2>&1 &
-relay=$!
-PIDS+=("$relay")
-for ((w = 0; w < 50; w++)); do grep -qs ready "$T/relay.out" && break; sleep 0.1; done
-grep -q ready "$T/relay.out" || fail "lossy_relay.py did not start: $(cat "$T/relay.out")"
-write_config "$T/gw.json" "[ { \"name\": \"b\", \"uri\": \"coap://127.0.0.1:$relay_port/.well-known/cmp\", \"timeout\": 60 } ]"
+start_lossy_relay "$OTHER_GW_PORT" "$SEED" relay
+write_config "$T/gw.json" "[ { \"name\": \"b\", \"uri\": \"coap://127.0.0.1:$RELAY_PORT/.well-known/cmp\", \"timeout\": 60 } ]"
 start_gw "$T/gw.json"
 
 step "$N enrolments through A, whose link to B drops 5 % each way (seed $SEED)"
@@ -43,7 +37,7 @@ for ((i = 1; i <= N; i++)); do
                 lost=$((lost + 1))
         fi
 done
-stop_pid "$relay"
+stop_pid "$RELAY_PID"
 log "relay: $(tail -n 1 "$T/relay.out")"
 dropped=$(grep -c " DROP " "$T/relay.log" || true)
 ((dropped > 0)) || fail "the relay dropped nothing: the test would not test recovery (relay log: $T/relay.log)"

@@ -381,6 +381,21 @@ start_other_gw() {
 # start_ca_gw NAME: a further cmpgwd on coap://127.0.0.1:$OTHER_GW_PORT (a
 # free port) whose one upstream is the mock CA (start_ca first): the next
 # hop of a chain. Config $T/NAME.json, registry $T/NAME.db, log $T/NAME.log.
+# start_lossy_relay TARGET_PORT SEED NAME: tests/bench/lossy_relay.py (it
+# stands in for a lossy link: 5 % of the datagrams dropped each way, seeded)
+# in front of UDP TARGET_PORT; RELAY_PORT, RELAY_PID; its log in
+# $T/NAME.log, its counts in $T/NAME.out
+start_lossy_relay() {
+        local target=$1 seed=$2 name=$3 w
+        RELAY_PORT=$(free_port udp)
+        /usr/bin/python3 "$SRCDIR/tests/bench/lossy_relay.py" "$RELAY_PORT" "$target" 0.05 "$seed" \
+                --log "$T/$name.log" >"$T/$name.out" 2>&1 &
+        RELAY_PID=$!
+        PIDS+=("$RELAY_PID")
+        for ((w = 0; w < 50; w++)); do grep -qs ready "$T/$name.out" && break; sleep 0.1; done
+        grep -q ready "$T/$name.out" || fail "lossy_relay.py did not start: $(cat "$T/$name.out")"
+}
+
 start_ca_gw() {
         local name=$1
         OTHER_GW_PORT=$(free_port udp)
