@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "cmp_content.h"
 #include "cmp_msg.h"
 #include "list.h"
 #include "coap_status.h"
@@ -418,11 +419,14 @@ static void result_from_transport_error(struct upstream_call *c, CURLcode cc,
         res->diagnostic = diag;
 }
 
-static void result_from_http(struct upstream_call *c, struct upstream_result *res,
+/* *CONTENT: what the registry reads of the answer, from the one decoding
+ * that checks it (owned by the caller, NULL when none) */
+static void result_from_http(struct upstream_call *c, struct upstream_result *res, struct cmp_content **content,
                              char *diag, size_t size) {
         struct cmp_msg_info info;
         long status = 0;
         bool is_cmp;
+        int k;
 
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
         {
@@ -432,7 +436,10 @@ static void result_from_http(struct upstream_call *c, struct upstream_result *re
                 if (u && version != 0)
                         u->http11 = version >= CURL_HTTP_VERSION_1_1;
         }
-        is_cmp = cmp_msg_inspect(c->buf, c->len, &info, NULL) == 0;
+        k = cmp_msg_inspect_content(c->buf, c->len, &info, content, NULL);
+        if (k == -ENOMEM)       /* checked without the content: the registry parses it */
+                k = cmp_msg_inspect(c->buf, c->len, &info, NULL);
+        is_cmp = k == 0;
         res->max_age = -1;
         if (is_cmp)
                 c->http->peer_may_have_closed = body_ends_transaction(info.body);
@@ -456,11 +463,13 @@ static void result_from_http(struct upstream_call *c, struct upstream_result *re
                 res->body = c->buf;
                 res->body_len = c->len;
                 res->body_is_cmp = true;
+                res->content = *content;
         }
 }
 
 static void call_done(struct upstream_call *c, CURLcode cc) {
         struct upstream_result res = { 0 };
+        struct cmp_content *content = NULL;
         char diag[320];         /* the upstream's name (< 64) and curl's words (<= 200) */
 
         if (cc != CURLE_OK && call_can_retry(c, cc)) {
@@ -474,8 +483,9 @@ static void call_done(struct upstream_call *c, CURLcode cc) {
                             c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
                 result_from_transport_error(c, cc, &res, diag, sizeof diag);
         } else
-                result_from_http(c, &res, diag, sizeof diag);
+                result_from_http(c, &res, &content, diag, sizeof diag);
         call_finish(c, &res);
+        cmp_content_free(content);
 }
 
 static void check_multi_info(struct upstream_http *h) {
