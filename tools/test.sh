@@ -56,6 +56,8 @@ python3 - "$build_failures" build/meson-logs/testlog.json build-asan/meson-logs/
 import json, os, sys
 passed = skipped = 0
 failed = int(sys.argv[1])
+failures = []
+TAIL = 40
 for path in sys.argv[2:]:
     if not os.path.exists(path):
         print("test.sh: no %s (no tests ran there)" % path, file=sys.stderr)
@@ -72,8 +74,17 @@ for path in sys.argv[2:]:
                 skipped += 1
             else:               # FAIL TIMEOUT ERROR UNEXPECTEDPASS
                 failed += 1
-                print("test.sh: %s: %s %s" % (os.path.dirname(os.path.dirname(path)),
-                      r, json.loads(line).get("name")), file=sys.stderr)
+                failures.append((os.path.dirname(os.path.dirname(path)), r, json.loads(line)))
+# the end of each failed test's output, again, next to the totals: a CI
+# record that keeps only the last part of the output still shows why
+for build, r, t in failures:
+    out = (t.get("stdout") or "") + (t.get("stderr") or "")
+    tail = out.splitlines()[-TAIL:]
+    print("test.sh: %s: %s %s; the last %d lines of its output:" % (build, r, t.get("name"), len(tail)))
+    for l in tail:
+        print("  | " + l)
+for build, r, t in failures:
+    print("test.sh: %s: %s %s" % (build, r, t.get("name")))
 line = "%d passed, %d failed" % (passed, failed)
 if skipped:
     line += ", %d skipped" % skipped
