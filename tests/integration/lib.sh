@@ -41,7 +41,9 @@ PKI=$T/pki
 log()  { printf '[%s] %s\n' "$TEST_NAME" "$*" >&2; }
 step() { printf '[%s] --- %s\n' "$TEST_NAME" "$*" >&2; }
 
+FAIL_MSG=''      # the first failure, repeated last by stop_all when it says more
 fail() {
+        FAIL_MSG=${FAIL_MSG:-$*}
         printf '[%s] FAIL: %s\n' "$TEST_NAME" "$*" >&2
         exit 1
 }
@@ -80,21 +82,27 @@ require_cli() { [[ -x $CMPCOAP ]] || skip "no client binary at $CMPCOAP"; }
 
 # Kill what we started (by recorded PID only), wait for it, and check that
 # the daemon did not die of a sanitizer report or a crash signal.
+# GW_STOP_TIMEOUT (seconds, default 5): how long cmpgwd may take to exit
+# (under valgrind its leak check takes longer); everything else gets 5 s.
+# A test may define stop_report RC: called once everything is stopped,
+# before the temp dir goes (e.g. to print valgrind's summary).
 stop_all() {
-        local rc=$? pid i st
+        local rc=$? pid i st secs
         set +e
         for pid in "${PIDS[@]}"; do
                 kill -TERM "$pid" 2>/dev/null
         done
         for pid in "${PIDS[@]}"; do
-                for ((i = 0; i < 50; i++)); do
+                secs=5
+                [[ $pid == "$GW_PID" ]] && secs=${GW_STOP_TIMEOUT:-5}
+                for ((i = 0; i < secs * 10; i++)); do
                         kill -0 "$pid" 2>/dev/null || break
                         sleep 0.1
                 done
                 if kill -0 "$pid" 2>/dev/null; then
-                        log "pid $pid ignored SIGTERM for 5 s; killing it"
+                        log "pid $pid ignored SIGTERM for $secs s; killing it"
                         kill -KILL "$pid" 2>/dev/null
-                        [[ $pid == "$GW_PID" ]] && gw_problem="cmpgwd did not exit within 5 s of SIGTERM"
+                        [[ $pid == "$GW_PID" ]] && gw_problem="cmpgwd did not exit within $secs s of SIGTERM"
                 fi
                 wait "$pid" 2>/dev/null
                 st=$?
@@ -117,6 +125,13 @@ stop_all() {
                 tail -n 40 "$T/gw.log" >&2
                 ((rc == 0 || rc == 77)) && rc=1
         fi
+        local more=${gw_problem:-}
+        if declare -F stop_report >/dev/null; then
+                stop_report "$rc"
+                more=1
+        fi
+        # a CI record may keep only the end of the output: the first failure last
+        [[ -n $FAIL_MSG && -n $more ]] && printf '[%s] first failure: %s\n' "$TEST_NAME" "$FAIL_MSG" >&2
         if [[ ${KEEP:-0} == 1 ]]; then
                 log "kept $T"
         else
@@ -357,7 +372,7 @@ start_gw() {
                 sleep 0.2
         done
         tail -n 30 "$T/gw.log" >&2
-        fail "cmpgwd did not serve /.well-known/core with ct=259 within 10 s (last body: '$body')"
+        fail "cmpgwd did not serve /.well-known/core with ct=259 within ${GW_START_TIMEOUT:-10} s (last body: '$body')"
 }
 
 # start_other_gw NAME CONFIG PORT: a further cmpgwd (a gateway in a chain)
@@ -407,16 +422,18 @@ JSON
         start_other_gw "$name" "$T/$name.json" "$OTHER_GW_PORT"
 }
 
-# reload_gw_logged PATTERN [N]: SIGHUP to cmpgwd, then wait (10 s) until its
-# log holds N (default 1) lines matching PATTERN, e.g. the Nth reload's
+# reload_gw_logged PATTERN [N [SECS]]: SIGHUP to cmpgwd, then wait (SECS,
+# default 10) until its log holds N (default 1) lines matching PATTERN, e.g.
+# the Nth reload's
 reload_gw_logged() {
-        local pattern=$1 want=${2:-1} i
+        local pattern=$1 want=${2:-1} secs=${3:-10} i
         kill -HUP "$GW_PID"
-        for ((i = 0; i < 100; i++)); do
+        for ((i = 0; i < secs * 10; i++)); do
                 (($(grep -c -- "$pattern" "$T/gw.log") >= want)) && return 0
                 sleep 0.1
         done
-        fail "after SIGHUP: '$pattern' logged fewer than $want times"
+        tail -n 15 "$T/gw.log" >&2
+        fail "after SIGHUP: '$pattern' logged $(grep -c -- "$pattern" "$T/gw.log") times within $secs s, expected $want"
 }
 
 # capture_genp FILE: a genp from the mock CA (start_ca first), for fixtures
