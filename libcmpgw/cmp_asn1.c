@@ -1,6 +1,8 @@
 /* cmp_asn1.c -- the templates declared in cmp_asn1.h */
 #include "cmp_asn1.h"
 
+#include <string.h>
+
 ASN1_SEQUENCE(CMPGW_ITAV) = {
         ASN1_SIMPLE(CMPGW_ITAV, type, ASN1_OBJECT),
         ASN1_OPT(CMPGW_ITAV, value, ASN1_ANY),
@@ -50,11 +52,36 @@ ASN1_SEQUENCE(CMPGW_TBS_SHELL) = {
         ASN1_EXP_SEQUENCE_OF_OPT(CMPGW_TBS_SHELL, extensions, X509_EXTENSION, 3),
 } ASN1_SEQUENCE_END(CMPGW_TBS_SHELL)
 
-ASN1_SEQUENCE(CMPGW_CERT_SHELL) = {
+/* RFC 9482 §2.3: PKIMessages are DER, the certificates in them too. The
+ * DER check re-encodes a decoded message and compares (cmp_msg.c,
+ * decode_der()), and OpenSSL's encoder measures every subtree again at
+ * each level above it: a certificate deep in a message cost its depth
+ * times its size. So a certificate is re-encoded once, alone, right after
+ * it was decoded; when that gives its bytes back it keeps them (enc) and
+ * is copied from them when the message is re-encoded. When it does not,
+ * the kept bytes are marked stale, the message's re-encoding differs from
+ * what came, and the message is refused as BER, as before. */
+static int cert_shell_cb(int op, ASN1_VALUE **pval, const ASN1_ITEM *it, void *exarg) {
+        CMPGW_CERT_SHELL *c = (CMPGW_CERT_SHELL *) *pval;
+        unsigned char *der = NULL;
+        int n;
+
+        (void) exarg;
+        if (op != ASN1_OP_D2I_POST)
+                return 1;
+        c->enc.modified = 1;    /* encode from the fields, not from enc */
+        n = ASN1_item_i2d(*pval, &der, it);
+        if (n > 0 && n == c->enc.len && memcmp(der, c->enc.enc, (size_t) n) == 0)
+                c->enc.modified = 0;
+        OPENSSL_free(der);
+        return 1;
+}
+
+ASN1_SEQUENCE_enc(CMPGW_CERT_SHELL, enc, cert_shell_cb) = {
         ASN1_SIMPLE(CMPGW_CERT_SHELL, tbs, CMPGW_TBS_SHELL),
         ASN1_SIMPLE(CMPGW_CERT_SHELL, sig_alg, X509_ALGOR),
         ASN1_SIMPLE(CMPGW_CERT_SHELL, signature, ASN1_BIT_STRING),
-} ASN1_SEQUENCE_END(CMPGW_CERT_SHELL)
+} ASN1_SEQUENCE_END_enc(CMPGW_CERT_SHELL, CMPGW_CERT_SHELL)
 
 ASN1_CHOICE(CMPGW_CERTORENCCERT) = {
         ASN1_EXP(CMPGW_CERTORENCCERT, value.certificate, CMPGW_CERT_SHELL, 0),

@@ -80,10 +80,14 @@ typedef struct {
 } CMPGW_TBS_SHELL;
 DECLARE_ASN1_ITEM(CMPGW_TBS_SHELL)
 
+/* A certificate is checked for DER on its own as soon as it is decoded
+ * (cmp_asn1.c, cert_shell_cb()); from then on it encodes as the bytes it
+ * came in (enc), so a message around it re-encodes it as a copy. */
 typedef struct {
         CMPGW_TBS_SHELL *tbs;
         X509_ALGOR *sig_alg;
         ASN1_BIT_STRING *signature;
+        ASN1_ENCODING enc;
 } CMPGW_CERT_SHELL;
 DEFINE_STACK_OF(CMPGW_CERT_SHELL)
 DECLARE_ASN1_ITEM(CMPGW_CERT_SHELL)

@@ -134,6 +134,39 @@ static uint8_t *ip_with_certs(const struct fx_run *run, X509 *cert, int *len) {
         return der;
 }
 
+/* A certificate in caPubs that is BER (its signature BIT STRING with 7
+ * unused bits that are not zero): refused as BER, although the message
+ * around it is re-encoded from the certificate's kept bytes (cmp_asn1.c,
+ * cert_shell_cb()); a one-byte change, so all lengths stay as they were. */
+static void test_ber_certificate(const uint8_t *ip, int len) {
+        unsigned char *ca = NULL;
+        const unsigned char *p;
+        int n = i2d_X509(pki.ca_cert, &ca);
+        CMPGW_CERT_SHELL *shell;
+        struct cmp_msg_info info;
+        const char *why = NULL;
+        uint8_t *m = malloc((size_t) len), *at;
+        size_t unused;
+
+        p = ca;
+        shell = (CMPGW_CERT_SHELL *) ASN1_item_d2i(NULL, &p, n, ASN1_ITEM_rptr(CMPGW_CERT_SHELL));
+        CHECK(shell != NULL && m != NULL);
+        memcpy(m, ip, (size_t) len);
+        at = memmem(m, (size_t) len, ca, (size_t) n);
+        CHECK(at != NULL);
+        CHECK_INT(cmp_msg_inspect(m, (size_t) len, &info, &why), 0);
+        /* the signature is the certificate's last field: 03 LL 00 <bytes> */
+        unused = (size_t) n - (size_t) ASN1_STRING_length(shell->signature) - 1;
+        CHECK_INT(at[unused], 0);
+        at[unused] = 7;
+        at[n - 1] |= 0x01;
+        CHECK_INT(cmp_msg_inspect(m, (size_t) len, &info, &why), -EBADMSG);
+        CHECK(why && strstr(why, "BER"));
+        ASN1_item_free((ASN1_VALUE *) shell, ASN1_ITEM_rptr(CMPGW_CERT_SHELL));
+        OPENSSL_free(ca);
+        free(m);
+}
+
 /* MSG with its body's content replaced by the DER value V (an ANY body) */
 static void refuse_body(const struct fx_pair *pair, bool rsp, const uint8_t *v, long vlen, const char *what) {
         CMPGW_MSG *m = rsp ? decode(pair->rsp, pair->rsp_len) : decode(pair->req, pair->req_len);
@@ -221,6 +254,7 @@ int main(void) {
                         OPENSSL_free(want);
                 }
                 cmp_content_free(c);
+                test_ber_certificate(ip, len);
                 mutate(ip, len, "ip with extraCerts and caPubs");
                 OPENSSL_free(ip);
         }
