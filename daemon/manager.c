@@ -446,7 +446,8 @@ Manager *manager_free(Manager *m) {
         m->http = upstream_http_free(m->http);
         m->coap_client = upstream_coap_free(m->coap_client);
         sd_event_source_disable_unref(m->renew_timer);
-        m->registry = registry_close(m->registry);
+        m->commit_defer = sd_event_source_disable_unref(m->commit_defer);
+        m->registry = registry_close(m->registry);      /* commits what a batch left */
         m->announce = announce_free(m->announce);
         m->peers = peer_limits_free(m->peers);
         if (m->config)

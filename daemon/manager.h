@@ -60,6 +60,10 @@ struct Manager {
         uint64_t started_usec;          /* CLOCK_MONOTONIC */
 
         LIST_HEAD(struct request, requests);
+        /* group commit (request.c): the registry's open batch is committed
+         * on the loop's next iteration, then these answers go out */
+        sd_event_source *commit_defer;
+        LIST_HEAD(struct request, commit_waiting);
         unsigned n_requests;
         uint64_t next_request_id;
 

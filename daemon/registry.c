@@ -13,7 +13,10 @@
  * and even then the database stays consistent (https://sqlite.org/wal.html).
  *
  * One exchange is one transaction (BEGIN IMMEDIATE ... COMMIT); events are
- * delivered after the COMMIT, never for what was rolled back. */
+ * delivered after the COMMIT, never for what was rolled back. Between
+ * registry_batch_begin() and registry_batch_end() the exchanges share one
+ * transaction (group commit: the pages they touch are written once), each
+ * in a SAVEPOINT of its own, so a failed one is rolled back alone. */
 #include "registry.h"
 
 #include <errno.h>
@@ -127,7 +130,7 @@ static int (*const migrations[])(sqlite3 *db) = {
 #define ADMITTED_SELECT "SELECT id, kind, value, label, added_at FROM admitted "
 
 enum {
-        ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+        ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
         ST_DEV_BY_SUBJECT, ST_DEV_INSERT, ST_DEV_SEEN, ST_DEV_SET_CERT, ST_DEV_CONFIRM,
         ST_DEV_DELETE, ST_DEV_REVOKE, ST_DEV_SET_DUE, ST_DEV_FACTS,
         ST_CERT_INSERT, ST_CERT_GET, ST_CERT_BY_ISSUER_SERIAL, ST_CERT_CONFIRM,
@@ -143,6 +146,9 @@ static const char *const statement_sql[_ST_MAX] = {
         [ST_BEGIN] = "BEGIN IMMEDIATE",
         [ST_COMMIT] = "COMMIT",
         [ST_ROLLBACK] = "ROLLBACK",
+        [ST_SAVEPOINT] = "SAVEPOINT exchange",
+        [ST_RELEASE] = "RELEASE exchange",
+        [ST_ROLLBACK_TO] = "ROLLBACK TO exchange",
         [ST_DEV_BY_SUBJECT] = "SELECT id, state, cert_id FROM devices WHERE subject = ?1",
         [ST_DEV_INSERT] = "INSERT INTO devices (subject, state, created_at) VALUES (?1, 'pending', ?2)",
         [ST_DEV_SEEN] = "UPDATE devices SET last_seen = ?2, peer = ?3, sender = coalesce(?4, sender),"
@@ -219,6 +225,7 @@ struct registry {
         void *event_userdata;
         struct queued_event *events;
         size_t n_events, size_events;
+        bool batch;                     /* registry_batch_begin(): a group commit is open */
 };
 
 /* ---- small helpers ---- */
@@ -391,6 +398,8 @@ static void flush_events(struct registry *r, bool deliver) {
 /* ---- transactions ---- */
 
 static int begin(struct registry *r) {
+        if (r->batch)           /* the exchanges so far first, committed */
+                (void) registry_batch_end(r);
         flush_events(r, false);
         return run(r, st(r, ST_BEGIN));
 }
@@ -406,6 +415,28 @@ static int end(struct registry *r, int k) {
                 (void) run(r, st(r, ST_ROLLBACK));
         flush_events(r, k >= 0);
         return k;
+}
+
+int registry_batch_begin(struct registry *r) {
+        int k;
+
+        if (r->batch)
+                return 0;
+        k = begin(r);
+        if (k >= 0)
+                r->batch = true;
+        return k;
+}
+
+int registry_batch_end(struct registry *r) {
+        if (!r || !r->batch)
+                return 0;
+        r->batch = false;
+        return end(r, 0);
+}
+
+bool registry_in_batch(const struct registry *r) {
+        return r && r->batch;
 }
 
 /* ---- open / close ---- */
@@ -501,6 +532,7 @@ void registry_set_event_handler(struct registry *r, registry_event_fn fn, void *
 struct registry *registry_close(struct registry *r) {
         if (!r)
                 return NULL;
+        (void) registry_batch_end(r);
         flush_events(r, false);
         free(r->events);
         for (int i = 0; i < _ST_MAX; i++)
@@ -1098,6 +1130,27 @@ static int content_of(const struct cmp_content *given, const uint8_t *der, size_
         return k;
 }
 
+/* one exchange of a group commit: its own SAVEPOINT, and its events go
+ * with it when it is rolled back */
+static int observe_in_batch(struct registry *r, const struct registry_exchange *x,
+                            const struct cmp_content *q, const struct cmp_content *rsp) {
+        size_t mark = r->n_events;
+        int k = run(r, st(r, ST_SAVEPOINT));
+
+        if (k < 0)
+                return k;
+        k = observe_exchange(r, x, q, rsp);
+        if (k < 0) {
+                (void) run(r, st(r, ST_ROLLBACK_TO));
+                while (r->n_events > mark)
+                        event_clear(&r->events[--r->n_events]);
+        }
+        (void) run(r, st(r, ST_RELEASE));
+        if (k < 0)
+                log_warning("registry: exchange from %s not recorded: %s", x->peer ? x->peer : "?", strerror(-k));
+        return k;
+}
+
 int registry_observe(struct registry *r, const struct registry_exchange *x) {
         struct cmp_content *q_parsed = NULL, *rsp_parsed = NULL;
         const struct cmp_content *q, *rsp;
@@ -1112,8 +1165,8 @@ int registry_observe(struct registry *r, const struct registry_exchange *x) {
                 log_debug("registry: exchange not understood: %s", strerror(-k));
                 goto out;
         }
-        k = begin(r);
-        if (k < 0)
+        k = r->batch ? observe_in_batch(r, x, q, rsp) : begin(r);
+        if (k < 0 || r->batch)
                 goto out;
         k = end(r, observe_exchange(r, x, q, rsp));
         if (k < 0)

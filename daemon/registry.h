@@ -69,6 +69,16 @@ void registry_set_event_handler(struct registry *r, registry_event_fn fn, void *
  * 0, or negative errno (logged; the exchange is still answered). */
 int registry_observe(struct registry *r, const struct registry_exchange *x);
 
+/* Group commit. After registry_batch_begin() every registry_observe() goes
+ * into one open transaction (a SAVEPOINT each: a failed exchange is rolled
+ * back alone) until registry_batch_end() commits it and then delivers the
+ * events; what the caller answered on the strength of a recorded exchange
+ * must wait for that. Any other change to the registry ends the batch
+ * first. 0, or negative errno (then nothing of the batch was recorded). */
+int registry_batch_begin(struct registry *r);
+int registry_batch_end(struct registry *r);
+bool registry_in_batch(const struct registry *r);
+
 /* Renewal: the earliest time anything becomes due or expires (unix
  * seconds; -1 when nothing will), from an index, not a scan. */
 int64_t registry_next_due(struct registry *r);

@@ -39,6 +39,8 @@ struct request *request_new(Manager *m) {
 void request_free(struct request *r) {
         if (!r)
                 return;
+        if (r->awaiting_commit)
+                LIST_REMOVE(commit_wait, r->manager->commit_waiting, r);
         if (r->call)
                 upstream_http_cancel(r->manager->http, r);
         if (r->coap_call)
@@ -242,9 +244,52 @@ void request_start(struct request *r) {
         m->stats.forwarded++;
 }
 
+static struct request *commit_waiting_oldest(Manager *m) {
+        struct request *r = m->commit_waiting;
+
+        while (r && r->commit_wait_next)
+                r = r->commit_wait_next;
+        return r;
+}
+
+/* The group commit's COMMIT, then the answers that waited for it, oldest
+ * first. A COMMIT that fails recorded none of them; they are answered
+ * all the same, as an exchange the registry could not record always was. */
+static int on_commit(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+        struct request *r;
+        int k = registry_batch_end(m->registry);
+
+        (void) s;
+        if (k < 0)
+                log_warning("registry: group commit failed, its exchanges were not recorded: %s", strerror(-k));
+        while ((r = commit_waiting_oldest(m))) {
+                LIST_REMOVE(commit_wait, m->commit_waiting, r);
+                r->awaiting_commit = false;
+                request_answer(r);
+        }
+        return 0;
+}
+
+/* Opens the registry's group commit unless one is open: every exchange
+ * recorded until the loop's next iteration (all answers one dispatch of
+ * the upstream sockets brings) shares one transaction, whose pages are
+ * written once. false: no batch, the exchange is a transaction alone. */
+static bool batch_open(Manager *m) {
+        if (registry_in_batch(m->registry))
+                return true;
+        if (!m->commit_defer && sd_event_add_defer(m->event, &m->commit_defer, on_commit, m) < 0)
+                return false;
+        if (registry_batch_begin(m->registry) < 0)
+                return false;
+        (void) sd_event_source_set_enabled(m->commit_defer, SD_EVENT_ONESHOT);
+        return true;
+}
+
 /* Registry first, answer second: a crash after the answer never loses a
- * transaction the node was told about (issue 3). */
-static void request_record(struct request *r, const struct upstream_result *res) {
+ * transaction the node was told about (issue 3). true: recorded in the
+ * group commit, the answer waits for it (on_commit()). */
+static bool request_record(struct request *r, const struct upstream_result *res) {
         Manager *m = r->manager;
         struct registry_exchange x = {
                 .req = r->body, .req_len = r->body_len,
@@ -254,10 +299,12 @@ static void request_record(struct request *r, const struct upstream_result *res)
                 .req_content = r->content,
                 .rsp_content = res->content,
         };
+        bool batched;
         int ret;
 
         if (!m->registry || !res->body_is_cmp)
-                return;
+                return false;
+        batched = batch_open(m);
         if (r->psk_identity[0])
                 x.psk_identity = r->psk_identity;
         if (r->client_subject[0])
@@ -267,6 +314,7 @@ static void request_record(struct request *r, const struct upstream_result *res)
                 log_warning("request %llu: registry: cannot record the exchange: %s",
                             (unsigned long long) r->id, strerror(-ret));
         manager_registry_changed(m);
+        return batched;
 }
 
 /* A transaction the upstream never answered with a PKIMessage (unreachable,
@@ -283,9 +331,10 @@ static void request_signal_failure(struct request *r, const struct upstream_resu
 
 void request_complete(struct request *r, const struct upstream_result *res) {
         int max_age = res->max_age;
+        bool wait_commit;
         int ret;
 
-        request_record(r, res);
+        wait_commit = request_record(r, res);
         request_signal_failure(r, res);
 
         if (res->coap_code == 503 || max_age == -2)
@@ -297,12 +346,17 @@ void request_complete(struct request *r, const struct upstream_result *res) {
                                         res->diagnostic ? res->diagnostic : "upstream failed");
         if (ret < 0)
                 request_set_error(r, 500, -1, "out of memory");
+        if (wait_commit) {
+                LIST_PREPEND(commit_wait, r->manager->commit_waiting, r);
+                r->awaiting_commit = true;
+                return;
+        }
         request_answer(r);
 }
 
 void request_abort(struct request *r, const char *why) {
-        if (r->answered)
-                return;
+        if (r->answered || r->awaiting_commit)
+                return;         /* its answer is set; it goes out after the commit */
         if (r->call)
                 upstream_http_cancel(r->manager->http, r);
         if (r->coap_call)

@@ -3,7 +3,9 @@
  * CoAP in → validate → route → upstream → answer. coap_server.c creates a
  * request once the whole body is in, request_start() validates and routes
  * it and hands it to an upstream; the upstream calls request_complete(),
- * which decides the CoAP answer and gives it back to coap_server.c. */
+ * which records the exchange in the registry, decides the CoAP answer and
+ * gives it back to coap_server.c once the registry's group commit is done
+ * (the loop's next iteration: registry first, answer second). */
 #pragma once
 
 #include <stdbool.h>
@@ -28,6 +30,8 @@ struct cmp_content;
 struct request {
         Manager *manager;
         LIST_FIELDS(struct request, requests);
+        LIST_FIELDS(struct request, commit_wait);       /* in Manager.commit_waiting */
+        bool awaiting_commit;           /* recorded and answered, sent after the registry's group commit */
         uint64_t id;                    /* for logs */
         uint64_t started_usec;
 

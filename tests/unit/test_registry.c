@@ -639,6 +639,89 @@ static void test_admitted(void) {
         registry_close(r);
 }
 
+static int64_t count_devices(const char *p) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        int64_t n = -1;
+
+        if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, "SELECT count(*) FROM devices", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+/* enrol CN (implicit confirmation) without checking the outcome */
+static int enrol_quiet(struct registry *r, const char *cn, long serial) {
+        EVP_PKEY *key = EVP_EC_gen("P-256");
+        X509 *cert = fx_cert(&pki, key, cn, 1750000000, 1780000000, serial);
+        struct fx_run run;
+        int k;
+
+        CHECK_INT(fx_enrol(&run, OSSL_CMP_IR, key, cn, cert, NULL, FX_ACCEPT, true), 1);
+        k = observe_all(r, &run, T0);
+        fx_run_clear(&run);
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        return k;
+}
+
+/* Group commit: nothing is visible or signalled before registry_batch_end();
+ * an exchange that fails is rolled back alone (with its events); any other
+ * change to the registry commits the batch first. */
+static void test_batch(void) {
+        char p[300];
+        struct registry *r = NULL;
+        sqlite3 *db = NULL;
+        struct json_object *o;
+        int before;
+
+        snprintf(p, sizeof p, "%s/batch.db", dir);
+        CHECK_INT(registry_open(p, NULL, &r), 0);
+        if (!r)
+                return;
+        registry_set_event_handler(r, on_event, &n_evs);
+        /* a device whose insertion the database refuses */
+        CHECK_INT(sqlite3_open(p, &db), SQLITE_OK);
+        CHECK_INT(sqlite3_exec(db, "CREATE TRIGGER refuse_bad BEFORE INSERT ON devices WHEN NEW.subject LIKE '%=bad,%'"
+                               " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        before = n_evs;
+        CHECK(!registry_in_batch(r));
+        CHECK_INT(registry_batch_begin(r), 0);
+        CHECK(registry_in_batch(r));
+        CHECK_INT(enrol_quiet(r, "good1", 0x101), 0);
+        CHECK(enrol_quiet(r, "bad", 0x102) < 0);
+        CHECK_INT(enrol_quiet(r, "good2", 0x103), 0);
+        CHECK_INT(n_evs, before);                       /* no event before the COMMIT */
+        CHECK_INT(count_devices(p), 0);                 /* nothing visible to others */
+        CHECK_INT(registry_batch_end(r), 0);
+        CHECK(!registry_in_batch(r));
+        CHECK_INT(count_devices(p), 2);
+        CHECK(n_evs > before);
+        for (int i = before; i < n_evs; i++)
+                CHECK(strstr(evs[i].subject, "bad") == NULL);
+        o = get(r, "CN=good1,O=cmpgw");
+        CHECK_STR(jstr(o, "state"), "enrolled");
+        json_object_put(o);
+        o = get(r, "CN=good2,O=cmpgw");
+        CHECK_STR(jstr(o, "state"), "enrolled");
+        json_object_put(o);
+        CHECK_INT(registry_get(r, "CN=bad,O=cmpgw", &o), -ENOENT);
+
+        /* another change ends the batch: what it holds is committed first */
+        CHECK_INT(registry_batch_begin(r), 0);
+        CHECK_INT(enrol_quiet(r, "good3", 0x104), 0);
+        CHECK_INT(registry_admit(r, REG_ID_PSK_IDENTITY, "batch-psk", NULL, T0, NULL), 1);
+        CHECK(!registry_in_batch(r));
+        CHECK_INT(count_devices(p), 3);
+        CHECK_INT(registry_batch_end(r), 0);            /* none open: nothing to do */
+        registry_close(r);
+}
+
 /* Committed is durable across SIGKILL (WAL, synchronous=NORMAL) */
 static void test_sigkill(void) {
         char p[300];
@@ -670,7 +753,8 @@ static void test_sigkill(void) {
 
 static void cleanup(void) {
         static const char *const names[] = { "reg.db", "reg.db-wal", "reg.db-shm", "v0.db-wal",
-                "v0.db-shm", "v1.db-wal", "v1.db-shm", "kill.db", "kill.db-wal", "kill.db-shm" };
+                "v0.db-shm", "v1.db-wal", "v1.db-shm", "kill.db", "kill.db-wal", "kill.db-shm",
+                "batch.db", "batch.db-wal", "batch.db-shm" };
         char p[300];
 
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -697,6 +781,7 @@ int main(void) {
         test_admitted();
         test_migration();
         test_sigkill();
+        test_batch();
         X509_free(node1_cert);
         fx_pki_done(&pki);
         cleanup();
