@@ -1544,13 +1544,16 @@ static int ann_send_notification(struct coap_server *s, struct ann_observer *o) 
         return coap_send(o->session, pdu) == COAP_INVALID_MID ? -EIO : 0;
 }
 
-/* The datagrams a notification brings back: its ACK, and a Block2 GET for
- * each further block. */
-static unsigned ann_answers_per_notification(struct coap_server *s) {
-        struct announce_blob *b = announce_latest(s->manager->announce);
+/* The datagrams a notification of LEN bytes brings back from O: its ACK,
+ * and a Block2 GET for each further block, in the block size O asked for
+ * when that is smaller than ours (coap_block_answer() sends the smaller,
+ * RFC 7959 §2.4). */
+static unsigned ann_answers_for(const struct coap_server *s, const struct ann_observer *o, size_t len) {
         size_t block = s->manager->config->block_size;
 
-        return 1 + (b && b->len > 0 ? (unsigned) ((b->len - 1) / block) : 0);
+        if (o->szx != NO_SZX && ((size_t) 16 << o->szx) < block)
+                block = (size_t) 16 << o->szx;
+        return 1 + (len > 0 ? (unsigned) ((len - 1) / block) : 0);
 }
 
 /* HEARD datagrams came in: they pay for answers due. */
@@ -1571,7 +1574,8 @@ static void ann_fanout_heard(struct coap_server *s, unsigned heard) {
 /* Notify the observers the fan-out has not reached yet while fewer than
  * FANOUT_WINDOW answers are due; then wait for them, or for the stall. */
 static void ann_fanout_step(struct coap_server *s) {
-        unsigned answers = ann_answers_per_notification(s);
+        struct announce_blob *b = announce_latest(s->manager->announce);
+        size_t len = b ? b->len : 0;
 
         while (s->fanout_bucket < OBSERVER_BUCKETS) {
                 struct ann_observer *o;
@@ -1593,7 +1597,7 @@ static void ann_fanout_step(struct coap_server *s) {
                 o->generation = s->ann_generation;
                 if (ann_send_notification(s, o) < 0 && log_ratelimit_ok(&s->notify_log, now_usec(s)))
                         log_warning("announcements: cannot notify an observer; it gets the next one");
-                s->fanout_due += answers;
+                s->fanout_due += ann_answers_for(s, o, len);
         }
         sd_event_source_set_enabled(s->fanout_timer, SD_EVENT_OFF);
 }
