@@ -29,7 +29,9 @@
 # (what a gateway under sustained load sees); --fresh restarts cmpgwd and
 # the proxy (and warms them up) before each of their measurements instead.
 # --perf FILE records cmpgwd with `perf record -g` during the rounds (its
-# figures then carry perf's overhead; not with --fresh).
+# figures then carry perf's overhead; not with --fresh); PERF_ARGS replaces
+# -g, e.g. PERF_ARGS="--call-graph dwarf -F 400" (Debian's libcrypto and
+# libcoap have no frame pointers, so -g graphs stop in them).
 # Needs a build in build/ (meson setup build && ninja -C build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -179,7 +181,8 @@ done
 
 PERF_PID=''
 if [[ -n $PERF_OUT ]]; then
-        perf record -g -p "$GW_PID" -o "$PERF_OUT" >"$T/perf.log" 2>&1 &
+        read -ra perf_args <<<"${PERF_ARGS:--g}"
+        perf record "${perf_args[@]}" -p "$GW_PID" -o "$PERF_OUT" >"$T/perf.log" 2>&1 &
         PERF_PID=$!
         PIDS+=("$PERF_PID")
         sleep 0.5
