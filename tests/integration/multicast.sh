@@ -48,7 +48,7 @@ step "network namespace: lo up, multicast on, $GROUP/4 routed to lo"
 ip link set lo up
 ip link set lo multicast on
 ip route replace 224.0.0.0/4 dev lo
-ip -4 route get "$GROUP" | grep -q 'dev lo' || fail "no route for $GROUP via lo: $(ip -4 route get "$GROUP")"
+ip -4 route get "$GROUP" | grep 'dev lo' >/dev/null || fail "no route for $GROUP via lo: $(ip -4 route get "$GROUP")"
 
 make_pki
 start_ca "$PKI"
@@ -81,7 +81,7 @@ PIDS+=($!)
 for ((i = 0; i < 50; i++)); do [[ -e $T/joined ]] && break; sleep 0.1; done
 [[ -e $T/joined ]] || { cat "$T/join.log" >&2; fail "could not join $GROUP"; }
 # /proc/net/igmp lists groups in host byte order: 224.0.1.187 -> BB0100E0
-grep -A9 -E '^[0-9]+\s+lo\s' /proc/net/igmp | grep -q BB0100E0 ||
+grep -A9 -E '^[0-9]+\s+lo\s' /proc/net/igmp | grep BB0100E0 >/dev/null ||
         fail "$GROUP not joined on lo: $(cat /proc/net/igmp)"
 
 # ---- the exchanges, in parallel (each waits 6 s for a multicast answer)
