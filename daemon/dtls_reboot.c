@@ -34,9 +34,7 @@
 struct peeked {
         uint8_t buf[DATAGRAM_MAX];
         size_t len;
-        struct sockaddr_storage from;
-        socklen_t from_len;
-        coap_address_t sender;          /* the same, as libcoap's address */
+        coap_address_t sender;          /* where it came from, as libcoap compares addresses */
         _Alignas(struct cmsghdr) uint8_t control[256];  /* IP_PKTINFO or IPV6_PKTINFO: where it came in */
         size_t control_len;
         int ifindex;
@@ -302,18 +300,19 @@ static int ifindex_of(struct msghdr *mh) {
 static bool peek(int fd, struct peeked *p) {
         struct iovec iov = { .iov_base = p->buf, .iov_len = sizeof p->buf };
         struct msghdr mh = {
-                .msg_name = &p->from, .msg_namelen = sizeof p->from,
+                .msg_name = &p->sender.addr, .msg_namelen = sizeof p->sender.addr,
                 .msg_iov = &iov, .msg_iovlen = 1,
                 .msg_control = p->control, .msg_controllen = sizeof p->control,
         };
-        ssize_t n = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t n;
 
-        if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+        coap_address_init(&p->sender);
+        n = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+        /* an address longer than IPv6's would have been cut */
+        if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || mh.msg_namelen > sizeof p->sender.addr)
                 return false;
         p->len = (size_t) n;
-        p->from_len = mh.msg_namelen;
-        if (!address_of(&p->from, p->from_len, &p->sender))
-                return false;
+        p->sender.size = mh.msg_namelen;
         p->control_len = mh.msg_controllen;
         p->ifindex = ifindex_of(&mh);
         return true;
@@ -342,7 +341,7 @@ static coap_session_t *established_session(struct dtls_reboot *d, const coap_add
 static void send_hello_verify(int fd, struct peeked *p, const uint8_t *hvr, size_t len) {
         struct iovec iov = { .iov_base = (void *) hvr, .iov_len = len };
         struct msghdr mh = {
-                .msg_name = &p->from, .msg_namelen = p->from_len,
+                .msg_name = &p->sender.addr, .msg_namelen = p->sender.size,
                 .msg_iov = &iov, .msg_iovlen = 1,
                 .msg_control = p->control_len ? p->control : NULL, .msg_controllen = p->control_len,
         };
