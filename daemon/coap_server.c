@@ -526,7 +526,6 @@ static void answer_too_large(struct coap_server *s, coap_pdu_t *response, size_t
  * Many Requests and Max-Age saying when to come back (RFC 8516). Globally:
  * bytes held by incomplete Block1 transfers (limits.buffered_bytes), 5.03. */
 
-
 static void peer_key_of_session(coap_session_t *session, struct peer_key *k) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
 

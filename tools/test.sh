@@ -67,14 +67,15 @@ for path in sys.argv[2:]:
             line = line.strip()
             if not line:
                 continue
-            r = json.loads(line).get("result", "")
+            t = json.loads(line)
+            r = t.get("result", "")
             if r in ("OK", "EXPECTEDFAIL"):
                 passed += 1
             elif r == "SKIP":
                 skipped += 1
             else:               # FAIL TIMEOUT ERROR UNEXPECTEDPASS
                 failed += 1
-                failures.append((os.path.dirname(os.path.dirname(path)), r, json.loads(line)))
+                failures.append((os.path.dirname(os.path.dirname(path)), r, t))
 # the end of each failed test's output, again, next to the totals: a CI
 # record that keeps only the last part of the output still shows why
 for build, r, t in failures:

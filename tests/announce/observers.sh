@@ -3,11 +3,11 @@
 # observer from 127.0.0.1 is registered; a second one from the same address
 # gets 2.05 with the announcement and no Observe (RFC 9482 §2.6: a server
 # that cannot add an observer still answers 2.xx), counted in
-# GetStatistics; one from
-# 127.0.0.2 is registered. When the first leaves (cmpcoap cancels, RFC 7641
-# §3.6) a new one from 127.0.0.1 is registered; when that one is killed
-# without cancelling, the next Confirmable notification finds it dead
-# (RFC 7252 §4.2 retransmissions exhausted) and the address is free again.
+# GetStatistics; one from 127.0.0.2 is registered. When the first leaves
+# (cmpcoap cancels, RFC 7641 §3.6) a new one from 127.0.0.1 is registered;
+# when that one is killed without cancelling, the next Confirmable
+# notification finds it dead (RFC 7252 §4.2 retransmissions exhausted) and
+# the address is free again.
 set -euo pipefail
 # shellcheck source=tests/announce/lib.sh
 source "$(dirname "$0")/lib.sh"

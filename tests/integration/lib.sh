@@ -396,6 +396,17 @@ start_other_gw() {
 # start_ca_gw NAME: a further cmpgwd on coap://127.0.0.1:$OTHER_GW_PORT (a
 # free port) whose one upstream is the mock CA (start_ca first): the next
 # hop of a chain. Config $T/NAME.json, registry $T/NAME.db, log $T/NAME.log.
+start_ca_gw() {
+        local name=$1
+        OTHER_GW_PORT=$(free_port udp)
+        cat >"$T/$name.json" <<JSON
+{ "listen": [ { "uri": "coap://127.0.0.1:$OTHER_GW_PORT" } ],
+  "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10 } ],
+  "registry": { "path": "$T/$name.db" }, "dbus": { "bus": "none" } }
+JSON
+        start_other_gw "$name" "$T/$name.json" "$OTHER_GW_PORT"
+}
+
 # start_lossy_relay TARGET_PORT SEED NAME: tests/bench/lossy_relay.py (it
 # stands in for a lossy link: 5 % of the datagrams dropped each way, seeded)
 # in front of UDP TARGET_PORT; RELAY_PORT, RELAY_PID; its log in
@@ -409,17 +420,6 @@ start_lossy_relay() {
         PIDS+=("$RELAY_PID")
         for ((w = 0; w < 50; w++)); do grep -qs ready "$T/$name.out" && break; sleep 0.1; done
         grep -q ready "$T/$name.out" || fail "lossy_relay.py did not start: $(cat "$T/$name.out")"
-}
-
-start_ca_gw() {
-        local name=$1
-        OTHER_GW_PORT=$(free_port udp)
-        cat >"$T/$name.json" <<JSON
-{ "listen": [ { "uri": "coap://127.0.0.1:$OTHER_GW_PORT" } ],
-  "upstreams": [ { "name": "ca", "uri": "$CA_URI", "timeout": 10 } ],
-  "registry": { "path": "$T/$name.db" }, "dbus": { "bus": "none" } }
-JSON
-        start_other_gw "$name" "$T/$name.json" "$OTHER_GW_PORT"
 }
 
 # reload_gw_logged PATTERN [N [SECS]]: SIGHUP to cmpgwd, then wait (SECS,
