@@ -379,16 +379,9 @@ void announce_set_event_handler(struct announce *a, announce_event_fn fn, void *
         a->event_userdata = userdata;
 }
 
-int announce_set_trusted(struct announce *a, const char *trusted, char **why) {
-        X509_STORE *st = NULL;
-        int k;
-
-        *why = NULL;
-        if (trusted && (k = cmp_ann_load_trust(trusted, &st, why)) < 0)
-                return k;
+void announce_set_trusted(struct announce *a, X509_STORE *trusted) {
         X509_STORE_free(a->trusted);
-        a->trusted = st;
-        return 0;
+        a->trusted = trusted;
 }
 
 struct announce_blob *announce_latest(const struct announce *a) {

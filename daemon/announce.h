@@ -72,8 +72,9 @@ int announce_new(const char *state_dir, const char *trusted, struct announce **r
 struct announce *announce_free(struct announce *a);
 void announce_set_event_handler(struct announce *a, announce_event_fn fn, void *userdata);
 
-/* Re-reads the trust anchors (reload). On error the old ones stay. */
-int announce_set_trusted(struct announce *a, const char *trusted, char **why);
+/* Replaces the trust anchors (reload; read with cmp_ann_load_trust()).
+ * Takes TRUSTED; NULL: none, every announcement is refused. */
+void announce_set_trusted(struct announce *a, X509_STORE *trusted);
 
 /* Publishes one DER announcement PKIMessage. 0; or -EBADMSG (malformed),
  * -EPERM (protection or a CRL does not verify), -ESTALE (a CRL is not newer

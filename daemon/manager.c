@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "ann_poll.h"
+#include "cmp_ann.h"
 #include "announce.h"
 #include "coap_server.h"
 #include "dbus_api.h"
@@ -81,7 +82,6 @@ static struct registry_config registry_config_of(const struct cmpgw_config *c) {
         };
 }
 
-/* SIGHUP: a bad new configuration keeps the old one running */
 /* The trust anchors of each upstream's protection_trusted, read at start
  * and reload. NULL entries: no check. */
 static void protection_stores_free(X509_STORE **v, size_t n) {
@@ -111,46 +111,70 @@ static int protection_stores_load(const struct cmpgw_config *c, X509_STORE ***re
         return 0;
 }
 
+/* What a reload reads before it changes anything: all of it is taken or
+ * none of it (reload_prepared_clear). */
+struct reload_prepared {
+        struct cmpgw_config *config;
+        X509_STORE **protection;        /* per upstream, NULL entries: no check */
+        struct ann_poll_set *polls;
+        X509_STORE *ann_trusted;        /* announcements.trusted, NULL: none */
+};
+
+static void reload_prepared_clear(struct reload_prepared *p) {
+        ann_poll_set_free(p->polls);
+        if (p->config)
+                protection_stores_free(p->protection, p->config->n_upstreams);
+        X509_STORE_free(p->ann_trusted);
+        config_free(p->config);
+        *p = (struct reload_prepared) { 0 };
+}
+
 /* A reload refused: the running configuration stays. Takes why (malloc'd
- * or NULL), c, prot and polls. */
-static int reload_refused(Manager *m, int r, char *why, char **ret_err, struct cmpgw_config *c, X509_STORE **prot,
-                          struct ann_poll_set *polls) {
-        ann_poll_set_free(polls);
+ * or NULL) and what was prepared. */
+static int reload_refused(Manager *m, int r, char *why, char **ret_err, struct reload_prepared *p) {
+        reload_prepared_clear(p);
         log_error("reload failed, keeping the running configuration: %s", why ? why : strerror(-r));
         if (ret_err)
                 *ret_err = why;
         else
                 free(why);
-        if (c)
-                protection_stores_free(prot, c->n_upstreams);
-        config_free(c);
         sd_notify(false, "READY=1");
         notify_status(m);
         return r;
 }
 
+/* Everything that can refuse the new file, read before anything changes */
+static int reload_prepare(Manager *m, struct reload_prepared *p, char **why) {
+        char *err = NULL;
+        int r;
+
+        if ((r = config_load_file(m->config_path, &p->config, why)) < 0)
+                return r;
+        if ((r = protection_stores_load(p->config, &p->protection, why)) < 0)
+                return r;
+        if (m->poll && (r = ann_poll_prepare(m->poll, p->config, &p->polls, why)) < 0)
+                return r;
+        if (m->announce && p->config->ann_trusted &&
+            (r = cmp_ann_load_trust(p->config->ann_trusted, &p->ann_trusted, &err)) < 0) {
+                log_reason(why, r, "announcements.trusted: %s", err ? err : strerror(-r));
+                free(err);
+                return r;
+        }
+        return 0;
+}
+
+/* SIGHUP: a bad new configuration keeps the old one running */
 int manager_reload(Manager *m, char **ret_err) {
-        struct cmpgw_config *c = NULL;
+        struct reload_prepared p = { 0 };
+        struct cmpgw_config *c;
         struct registry_config rc;
-        struct ann_poll_set *polls = NULL;
-        X509_STORE **prot = NULL;
-        char *err = NULL, *why = NULL;
+        char *why = NULL;
         int r;
 
         sd_notify(false, "RELOADING=1\nSTATUS=Reloading configuration");
-        r = config_load_file(m->config_path, &c, &err);
-        if (r < 0)
-                return reload_refused(m, r, err, ret_err, NULL, NULL, NULL);
-        if ((r = protection_stores_load(c, &prot, &err)) < 0)
-                return reload_refused(m, r, err, ret_err, c, NULL, NULL);
-        if (m->poll && (r = ann_poll_prepare(m->poll, c, &polls, &err)) < 0)
-                return reload_refused(m, r, err, ret_err, c, prot, NULL);
-        if (m->announce && (r = announce_set_trusted(m->announce, c->ann_trusted, &err)) < 0) {
-                if (asprintf(&why, "announcements.trusted: %s", err ? err : strerror(-r)) < 0)
-                        why = NULL;
-                free(err);
-                return reload_refused(m, r, why, ret_err, c, prot, polls);
-        }
+        if ((r = reload_prepare(m, &p, &why)) < 0)
+                return reload_refused(m, r, why, ret_err, &p);
+        c = p.config;
         if (c->n_listen != m->config->n_listen)
                 log_warning("reload: listener changes take effect only after a restart");
         else
@@ -164,8 +188,9 @@ int manager_reload(Manager *m, char **ret_err) {
                 if (asprintf(&why, "the CoAP listeners refused the new configuration: %s; see the daemon's log",
                              strerror(-r)) < 0)
                         why = NULL;
-                return reload_refused(m, r, why, ret_err, c, prot, polls);
+                return reload_refused(m, r, why, ret_err, &p);
         }
+        /* Nothing can refuse the reload from here on */
         upstream_http_set_max_response(m->http, c->max_message_size);
         if (strcmp(c->registry_path, m->config->registry_path) != 0)
                 log_warning("reload: registry.path changes take effect only after a restart");
@@ -173,16 +198,18 @@ int manager_reload(Manager *m, char **ret_err) {
                 log_warning("reload: dbus.bus changes take effect only after a restart");
         rc = registry_config_of(c);
         registry_set_config(m->registry, &rc);
+        if (m->announce)
+                announce_set_trusted(m->announce, p.ann_trusted);
         protection_stores_free(m->protection, m->config->n_upstreams);
-        m->protection = prot;
+        m->protection = p.protection;
         config_free(m->config);
-        m->config = c;
+        m->config = p.config;           /* everything prepared is taken */
         manager_registry_changed(m);
         upstream_coap_forget_sessions(m->coap_client);    /* new credentials for new sessions */
         if (upstream_coap_watch_announcements(m->coap_client, c) < 0)
                 log_warning("reload: cannot observe upstream announcements");
         if (m->poll)
-                ann_poll_commit(m->poll, polls);        /* every poller starts again */
+                ann_poll_commit(m->poll, p.polls);    /* every poller starts again */
         log_info("reloaded %s: %zu upstreams", m->config_path, c->n_upstreams);
         sd_notify(false, "READY=1");
         notify_status(m);
