@@ -489,9 +489,11 @@ static void peer_identity(coap_session_t *session, char *psk_identity, size_t ps
 
 /* ---- answering ------------------------------------------------------- */
 
-static void add_uint_option(coap_pdu_t *pdu, uint16_t opt, unsigned v) {
+/* 0, or -ENOMEM when the option does not fit */
+static int add_uint_option(coap_pdu_t *pdu, uint16_t opt, unsigned v) {
         uint8_t buf[4];
-        coap_add_option(pdu, opt, coap_encode_var_safe(buf, sizeof buf, v), buf);
+
+        return coap_add_option(pdu, opt, coap_encode_var_safe(buf, sizeof buf, v), buf) ? 0 : -ENOMEM;
 }
 
 /* A short diagnostic payload (RFC 7252 §5.5.2) with the error code. */
@@ -1501,11 +1503,17 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
         }
         ann_answer_content(s, resource, session, request, query, response);
         if (o && COAP_RESPONSE_CLASS(coap_pdu_get_code(response)) != 2) {
-                /* RFC 7641 §4.1: an error answer ends the registration. Only
-                 * 5.00 (out of memory) gets here, and still carries the
-                 * Observe option: libcoap 4.3.1 has no public call to remove it */
+                /* Out of memory (nothing else fails here): the registration
+                 * ends (RFC 7641 §4.1), but the error answer would carry the
+                 * Observe option, which libcoap 4.3.1 cannot take out again
+                 * (nor add after a body). Not able to give a suitable error
+                 * response, reject the request (RFC 7252 §4.2, §4.3); the
+                 * client registers again. */
+                log_warning("announcements: cannot answer a registration (out of memory); rejected with RST");
                 observer_free(s, o);
                 ann_update_observable(s);
+                drop(response);
+                coap_send_rst(session, request);
         }
 }
 
