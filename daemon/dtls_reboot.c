@@ -38,14 +38,18 @@ struct peeked {
         _Alignas(struct cmsghdr) uint8_t control[256];  /* IP_PKTINFO or IPV6_PKTINFO: where it came in */
         size_t control_len;
         int ifindex;
+        uint16_t local_port;            /* the port of the listener it came to */
 };
 
-/* libcoap's cookie for one address (HMAC of the endpoint's and the
- * peer's address under a secret of the context: the same for as long as
- * the context lives), learnt from the ClientHello that began a session */
+/* libcoap's cookie for one address on one listener (HMAC of the
+ * session's local and remote address under a secret of the context: the
+ * same for as long as the context lives), learnt from the ClientHello that
+ * began a session. A node that talks to two coaps listeners from one
+ * address has a cookie and a session for each. */
 struct cookie_entry {
         LIST_FIELDS(struct cookie_entry, bucket);
         coap_address_t addr;
+        uint16_t local_port;
         uint8_t cookie[DTLS1_COOKIE_LENGTH];
         uint8_t len;
         bool established;               /* its session completed a handshake */
@@ -58,8 +62,11 @@ struct dtls_reboot {
         coap_context_t *ctx;
         dtls_reboot_release_t release;
         void *userdata;
-        int fds[MAX_SOCKETS];
-        size_t n_fds;
+        struct {
+                int fd;
+                uint16_t port;          /* the coaps listener's */
+        } sockets[MAX_SOCKETS];
+        size_t n_sockets;
 
         LIST_HEAD(struct cookie_entry, buckets[COOKIE_BUCKETS]);
         size_t n_entries;
@@ -161,13 +168,23 @@ static size_t bucket_of(const coap_address_t *a) {
         return h & (COOKIE_BUCKETS - 1);
 }
 
-static struct cookie_entry *entry_find(struct dtls_reboot *d, const coap_address_t *a) {
+static struct cookie_entry *entry_find(struct dtls_reboot *d, uint16_t local_port, const coap_address_t *a) {
         struct cookie_entry *e;
 
         for (e = d->buckets[bucket_of(a)]; e; e = e->bucket_next)
-                if (coap_address_equals(a, &e->addr))
+                if (e->local_port == local_port && coap_address_equals(a, &e->addr))
                         return e;
         return NULL;
+}
+
+/* SESSION's entry, if one was learnt */
+static struct cookie_entry *entry_of_session(struct dtls_reboot *d, coap_session_t *session) {
+        const coap_address_t *remote = coap_session_get_addr_remote(session);
+        const coap_address_t *local = coap_session_get_addr_local(session);
+
+        if (!d || !remote || !local || coap_session_get_proto(session) != COAP_PROTO_DTLS)
+                return NULL;
+        return entry_find(d, coap_address_get_port(local), remote);
 }
 
 static void entry_free(struct dtls_reboot *d, struct cookie_entry *e) {
@@ -190,13 +207,13 @@ static void entries_sweep(struct dtls_reboot *d, uint64_t now_usec) {
 
 /* The cookie of a ClientHello from an address without an established
  * session: libcoap's, if this handshake completes */
-static void entry_learn(struct dtls_reboot *d, const coap_address_t *from, uint64_t now_usec) {
+static void entry_learn(struct dtls_reboot *d, const struct peeked *p, uint64_t now_usec) {
         struct cookie_entry *e;
 
         /* libcoap's cookies are HMAC-SHA256 (coap_openssl.c): no other size is one */
         if (d->seen_len != LIBCOAP_COOKIE_LEN)
                 return;
-        e = entry_find(d, from);
+        e = entry_find(d, p->local_port, &p->sender);
         if (e && e->confirmed) {        /* libcoap's cookie for an address never changes */
                 e->seen_usec = now_usec;
                 return;
@@ -209,7 +226,8 @@ static void entry_learn(struct dtls_reboot *d, const coap_address_t *from, uint6
                 }
                 if (d->n_entries >= MAX_ENTRIES || !(e = calloc(1, sizeof *e)))
                         return;
-                e->addr = *from;
+                e->addr = p->sender;
+                e->local_port = p->local_port;
                 LIST_PREPEND(bucket, d->buckets[bucket_of(&e->addr)], e);
                 d->n_entries++;
         }
@@ -220,26 +238,24 @@ static void entry_learn(struct dtls_reboot *d, const coap_address_t *from, uint6
 }
 
 void dtls_reboot_connected(struct dtls_reboot *d, coap_session_t *session) {
-        const coap_address_t *a = coap_session_get_addr_remote(session);
-        struct cookie_entry *e;
+        struct cookie_entry *e = entry_of_session(d, session);
 
-        if (d && a && (e = entry_find(d, a)))
+        if (e)
                 e->established = e->confirmed = true;
 }
 
 void dtls_reboot_session_gone(struct dtls_reboot *d, coap_session_t *session) {
-        const coap_address_t *a = coap_session_get_addr_remote(session);
-        struct cookie_entry *e;
+        struct cookie_entry *e = entry_of_session(d, session);
 
         /* kept, not established: a confirmed cookie stays right for the
          * node's next session even if its first ClientHello is not peeked */
-        if (d && a && coap_session_get_proto(session) == COAP_PROTO_DTLS && (e = entry_find(d, a)))
+        if (e)
                 e->established = false;
 }
 
 static bool known_fd(const struct dtls_reboot *d, int fd) {
-        for (size_t i = 0; i < d->n_fds; i++)
-                if (d->fds[i] == fd)
+        for (size_t i = 0; i < d->n_sockets; i++)
+                if (d->sockets[i].fd == fd)
                         return true;
         return false;
 }
@@ -275,14 +291,15 @@ int dtls_reboot_add_endpoint(struct dtls_reboot *d, const struct sockaddr *addr,
         coap_address_t a;
         int fd;
 
-        if (d->n_fds >= MAX_SOCKETS)
+        if (d->n_sockets >= MAX_SOCKETS)
                 return -E2BIG;
         if (!address_of(addr, len, &a))
                 return -EINVAL;
         fd = socket_bound_to(d, &a);
         if (fd < 0)
                 return fd;
-        d->fds[d->n_fds++] = fd;
+        d->sockets[d->n_sockets].fd = fd;
+        d->sockets[d->n_sockets++].port = coap_address_get_port(&a);
         return 0;
 }
 
@@ -325,11 +342,13 @@ static bool is_initial_client_hello(const struct peeked *p) {
                p->buf[OFF_HANDSHAKE_TYPE] == DTLS_HT_CLIENT_HELLO;
 }
 
-/* libcoap's established server session for FROM, if any */
-static coap_session_t *established_session(struct dtls_reboot *d, const coap_address_t *from, int ifindex) {
-        coap_session_t *s = coap_session_get_by_peer(d->ctx, from, ifindex);
+/* libcoap's established server session for P's sender on the listener P
+ * came to, if any (coap_session_get_by_peer() looks at every endpoint) */
+static coap_session_t *established_session(struct dtls_reboot *d, const struct peeked *p) {
+        coap_session_t *s = coap_session_get_by_peer(d->ctx, &p->sender, p->ifindex);
+        const coap_address_t *local = s ? coap_session_get_addr_local(s) : NULL;
 
-        if (!s || coap_session_get_proto(s) != COAP_PROTO_DTLS ||
+        if (!local || coap_address_get_port(local) != p->local_port || coap_session_get_proto(s) != COAP_PROTO_DTLS ||
             coap_session_get_type(s) != COAP_SESSION_TYPE_SERVER ||
             coap_session_get_state(s) != COAP_SESSION_STATE_ESTABLISHED)
                 return NULL;
@@ -394,9 +413,9 @@ static void replace_session(struct dtls_reboot *d, coap_session_t *session, cons
                 log_info("DTLS: %s started a new handshake on its established session "
                          "(a restarted node?); the old session ends", peer);
         d->release(session, d->userdata);       /* its confirmed cookie stays */
-        if (established_session(d, &p->sender, p->ifindex))
+        if (established_session(d, p))
                 log_warning("DTLS: the old session of %s is still held; its new handshake waits", peer);
-        entry_learn(d, &p->sender, now_usec);
+        entry_learn(d, p, now_usec);
 }
 
 /* A new ClientHello on an established session, without the cookie: answer
@@ -419,7 +438,7 @@ static bool verify_first(struct dtls_reboot *d, int fd, struct peeked *p, uint64
         return hvr_len > 0;
 }
 
-static bool check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
+static bool check_socket(struct dtls_reboot *d, int fd, uint16_t port, uint64_t now_usec) {
         struct peeked p;
         struct cookie_entry *e;
         coap_session_t *session;
@@ -431,12 +450,13 @@ static bool check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
                 return false;
         if (!peek(fd, &p) || !is_initial_client_hello(&p))
                 return false;
-        session = established_session(d, &p.sender, p.ifindex);
-        e = entry_find(d, &p.sender);
+        p.local_port = port;
+        session = established_session(d, &p);
+        e = entry_find(d, port, &p.sender);
         if (!session) {         /* a handshake libcoap does: learn its cookie */
                 listen_once(d, &p, NULL);
                 if (d->seen_len > 0)
-                        entry_learn(d, &p.sender, now_usec);
+                        entry_learn(d, &p, now_usec);
                 return false;
         }
         if (!e || !e->established) {
@@ -465,8 +485,8 @@ static bool check_socket(struct dtls_reboot *d, int fd, uint64_t now_usec) {
 bool dtls_reboot_check(struct dtls_reboot *d, uint64_t now_usec) {
         bool answered = false;
 
-        for (size_t i = 0; d && i < d->n_fds; i++)
-                answered |= check_socket(d, d->fds[i], now_usec);
+        for (size_t i = 0; d && i < d->n_sockets; i++)
+                answered |= check_socket(d, d->sockets[i].fd, d->sockets[i].port, now_usec);
         return answered;
 }
 

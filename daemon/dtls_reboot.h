@@ -12,7 +12,7 @@
  * DTLSv1_listen() on an SSL of our own. libcoap's cookie for an address
  * is fixed (an HMAC of the two addresses under the context's secret), so
  * the cookie of the ClientHello that began a session is learnt and kept
- * while the session lives. A ClientHello on an established session
+ * while the session lives, per listener (port) and node address. A ClientHello on an established session
  *   - without that cookie (a restarted node's first, or a spoofed or
  *     forged one) is answered with a HelloVerifyRequest carrying it, sent
  *     to the session's address, and dropped: the old session lives on;

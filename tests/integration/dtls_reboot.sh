@@ -19,6 +19,11 @@
 #   (d) a node that ended its session with close_notify enrols again from
 #       the same port at once (its kept answer must not pin the closed
 #       session).
+#   (e) two coaps listeners: a node killed while in session with the first
+#       handshakes from the same port with the second. That is a new
+#       session (libcoap's cookie differs per listener): no HelloVerifyRequest
+#       of ours, and its session on the first is not ended; restarted once
+#       more towards the first, that session is the one replaced.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -29,27 +34,29 @@ make_pki
 start_ca "$PKI"
 capture_requests "$T/req"
 DTLS_PORT=$(free_port udp)
+DTLS_PORT2=$(free_port udp)
 PSK_KEY=k3y-for-the-node
 PSK_HEX=$(printf %s "$PSK_KEY" | od -An -tx1 | tr -d ' \n')
 printf '%s:%s\n' "$CA_REF" "$PSK_KEY" >"$T/psk.txt"
 chmod 600 "$T/psk.txt"
 write_config "$T/gw.json"
-python3 - "$T/gw.json" "coaps://127.0.0.1:$DTLS_PORT" "$T/psk.txt" <<'PY'
+python3 - "$T/gw.json" "$T/psk.txt" "coaps://127.0.0.1:$DTLS_PORT" "coaps://127.0.0.1:$DTLS_PORT2" <<'PY'
 import json, sys
-f, uri, psk = sys.argv[1:]
+f, psk, *uris = sys.argv[1:]
 c = json.load(open(f))
-c["listen"].append({"uri": uri, "psk_file": psk})
+c["listen"] += [{"uri": uri, "psk_file": psk} for uri in uris]
 json.dump(c, open(f, "w"), indent=2)
 PY
 start_gw "$T/gw.json"
 DTLS_URI=coaps://127.0.0.1:$DTLS_PORT
 
-# post_from NAME PORT: a genm over coaps from 127.0.0.1:PORT, PSK identity $CA_REF (the senderKID of the genm);
+# post_from NAME PORT [URI]: a genm over coaps from 127.0.0.1:PORT to URI
+# (default $DTLS_URI), PSK identity $CA_REF (the senderKID of the genm);
 # must be 2.04 within coap-client's 10 s
 post_from() {
-        local name=$1 port=$2 t0=$SECONDS
+        local name=$1 port=$2 uri=${3:-$DTLS_URI} t0=$SECONDS
         COAP_WAIT=10 expect_code "$name" 2.04 -p "$port" -u "$CA_REF" -k "$PSK_KEY" \
-                -m post -t 259 -f "$T/req/genm.der" "$DTLS_URI/.well-known/cmp"
+                -m post -t 259 -f "$T/req/genm.der" "$uri/.well-known/cmp"
         log "$name: answered after $((SECONDS - t0)) s"
 }
 
@@ -202,5 +209,23 @@ step "(d) a node that closed its session cleanly (close_notify) comes back on th
 NODE_D=$(free_port udp)
 post_from closed-1 "$NODE_D"
 post_from closed-2 "$NODE_D"
+
+step "(e) a node killed in session with the first listener handshakes with the second from the same port"
+NODE_E=$(free_port udp)
+"$COAP_CLIENT" -v 6 -p "$NODE_E" -u "$CA_REF" -k "$PSK_KEY" -s 60 -B 60 \
+        -m get "$DTLS_URI/.well-known/cmp/ann" >"$T/obs-e.out" 2>&1 &
+obs=$!
+PIDS+=("$obs")
+wait_log "DTLS session with 127.0.0.1:$NODE_E"
+sleep 1
+kill_node "$obs" "$NODE_E"
+post_from second-e "$NODE_E" "coaps://127.0.0.1:$DTLS_PORT2"
+grep -q "a ClientHello from 127.0.0.1:$NODE_E on its established session" "$T/gw.log" &&
+        fail "a handshake with the second listener was taken for one on the first listener's session"
+grep -q "127.0.0.1:$NODE_E started a new handshake" "$T/gw.log" &&
+        fail "a handshake with the second listener ended the node's session with the first"
+post_from first-e "$NODE_E"
+grep -q "127.0.0.1:$NODE_E started a new handshake on its established session" "$T/gw.log" ||
+        fail "the node's session with the first listener was not there to be replaced"
 gw_alive
 log "ok"
