@@ -1315,6 +1315,13 @@ static void ann_update_observable(struct coap_server *s) {
         }
 }
 
+/* An observation ends (deregistered, refused or failed): gone, and maybe
+ * room for a new one */
+static void observer_end(struct coap_server *s, struct ann_observer *o) {
+        observer_free(s, o);
+        ann_update_observable(s);
+}
+
 /* (re-)registered now: the answer carries the current representation;
  * RFC 7641 §4.1: a registration with the token of one replaces it */
 static void observer_register(struct coap_server *s, struct ann_observer *o, coap_resource_t *resource,
@@ -1397,8 +1404,7 @@ static void nack_handler(coap_session_t *session, const coap_pdu_t *sent,
                 log_debug("announcements: observer %s gone (%s)", addr,
                           reason == COAP_NACK_RST ? "reset" : "no acknowledgement");
         }
-        observer_free(s, o);
-        ann_update_observable(s);
+        observer_end(s, o);
 }
 
 static uint64_t etag_of(const struct announce_blob *b) {
@@ -1462,6 +1468,32 @@ static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t 
         return o;
 }
 
+/* The answer to a registration of O: the current representation with
+ * Observe */
+static void ann_answer_registration(struct coap_server *s, struct ann_observer *o, coap_resource_t *resource,
+                                    coap_session_t *session, const coap_pdu_t *request,
+                                    const coap_string_t *query, coap_pdu_t *response) {
+        unsigned next = (s->ann_observe + 1) & 0xffffff;
+
+        if (add_uint_option(response, COAP_OPTION_OBSERVE, next) < 0) {
+                observer_end(s, o);     /* out of memory: answered without Observe */
+                return ann_answer_content(s, resource, session, request, query, response);
+        }
+        s->ann_observe = next;          /* RFC 7641 §4.4: strictly increasing, notifications too */
+        ann_answer_content(s, resource, session, request, query, response);
+        if (COAP_RESPONSE_CLASS(coap_pdu_get_code(response)) == 2)
+                return;
+        /* Out of memory while the body went in (nothing else fails here):
+         * the registration ends (RFC 7641 §4.1), but the error answer would
+         * carry Observe, which libcoap 4.3.1 can neither take out nor add
+         * after a body. Not able to give a suitable error response, reject
+         * the request (RFC 7252 §4.2); the client registers again. */
+        log_warning("announcements: cannot answer a registration (out of memory); rejected with RST");
+        observer_end(s, o);
+        drop(response);
+        coap_send_rst(session, request);
+}
+
 static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const coap_string_t *query,
                            coap_pdu_t *response) {
@@ -1487,8 +1519,7 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                 return;         /* 4.29 */
         if (observe == COAP_OBSERVE_CANCEL && o) {
                 /* RFC 7641 §3.6: deregistered; the answer has no Observe */
-                observer_free(s, o);
-                ann_update_observable(s);
+                observer_end(s, o);
                 o = NULL;
         } else if (observe == COAP_OBSERVE_ESTABLISH && is_ann_resource(resource) &&
                    (b2.valid || !b2.present)) {
@@ -1496,25 +1527,10 @@ static void handle_ann_get(coap_resource_t *resource, coap_session_t *session,
                 o = ann_register(s, resource, session, request, o);
         } else
                 o = NULL;               /* a plain GET with an observer's token */
-        if (o) {
-                /* RFC 7641 §4.4: strictly increasing, notifications too */
-                s->ann_observe = (s->ann_observe + 1) & 0xffffff;
-                add_uint_option(response, COAP_OPTION_OBSERVE, s->ann_observe);
-        }
-        ann_answer_content(s, resource, session, request, query, response);
-        if (o && COAP_RESPONSE_CLASS(coap_pdu_get_code(response)) != 2) {
-                /* Out of memory (nothing else fails here): the registration
-                 * ends (RFC 7641 §4.1), but the error answer would carry the
-                 * Observe option, which libcoap 4.3.1 cannot take out again
-                 * (nor add after a body). Not able to give a suitable error
-                 * response, reject the request (RFC 7252 §4.2, §4.3); the
-                 * client registers again. */
-                log_warning("announcements: cannot answer a registration (out of memory); rejected with RST");
-                observer_free(s, o);
-                ann_update_observable(s);
-                drop(response);
-                coap_send_rst(session, request);
-        }
+        if (o)
+                ann_answer_registration(s, o, resource, session, request, query, response);
+        else
+                ann_answer_content(s, resource, session, request, query, response);
 }
 
 static void handle_ann_other(coap_resource_t *resource, coap_session_t *session,
