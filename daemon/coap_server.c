@@ -1568,14 +1568,16 @@ static int ann_send_notification(struct coap_server *s, struct ann_observer *o) 
 }
 
 /* The datagrams a notification of LEN bytes brings back from O: its ACK,
- * and a Block2 GET for each further block, in the block size O asked for
- * when that is smaller than ours (coap_block_answer() sends the smaller,
- * RFC 7959 §2.4). */
+ * and a Block2 GET for each further block, in the block size
+ * coap_block_answer() sends it: ours, made smaller to fit O's session
+ * (its MTU) and to what O asked for (RFC 7959 §2.4). */
 static unsigned ann_answers_for(const struct coap_server *s, const struct ann_observer *o, size_t len) {
-        size_t block = s->manager->config->block_size;
+        unsigned szx = coap_block_szx(o->session, NULL, s->manager->config->block_size);
+        size_t block;
 
-        if (o->szx != NO_SZX && ((size_t) 16 << o->szx) < block)
-                block = (size_t) 16 << o->szx;
+        if (o->szx != NO_SZX && o->szx < szx)
+                szx = o->szx;
+        block = (size_t) 16 << szx;
         return 1 + (len > 0 ? (unsigned) ((len - 1) / block) : 0);
 }
 
