@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # access: the bus policy dbus/org.cmpgw.Gateway1.conf on a private system
 # bus. An unprivileged caller (nobody) may read (ListDevices, GetDevice,
-# GetStatistics, properties, Introspect) but is refused ForgetDevice and
-# Reload (cmpgwctl exit 4); a member of the privileged group (here
+# GetStatistics, properties, Introspect) but is refused ForgetDevice,
+# Reload and PublishAnnouncement (cmpgwctl exit 4); a member of the
+# privileged group (here
 # $TEST_GROUP standing in for "cmpgw") may call them; only root may own
 # the name.
 set -euo pipefail
@@ -38,13 +39,20 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups \
         busctl --system introspect "$GW_NAME" "$GW_OBJ" >"$T/ro5.out" 2>&1 ||
         fail "Introspect as nobody: $(cat "$T/ro5.out")"
 
-step "nobody may not forget or reload"
+step "nobody may not forget, reload or publish an announcement"
 ctl_as_nobody rw1 forget 1
 expect_rc rw1 4
 expect_eq "$(cat "$T/rw1.err")" "cmpgwctl: permission denied: ForgetDevice needs root or group cmpgw" "forget as nobody"
 ctl_as_nobody rw2 reload
 expect_rc rw2 4
 expect_eq "$(cat "$T/rw2.err")" "cmpgwctl: permission denied: Reload needs root or group cmpgw" "reload as nobody"
+# not an announcement: were the call let through, cmpgwd would refuse it (exit 1)
+printf 'not a PKIMessage\n' >"$T/nobody/not-ann.der"
+chmod 0644 "$T/nobody/not-ann.der"
+ctl_as_nobody rw5 announce "$T/nobody/not-ann.der"
+expect_rc rw5 4
+expect_eq "$(cat "$T/rw5.err")" "cmpgwctl: permission denied: PublishAnnouncement needs root or group cmpgw" \
+        "announce as nobody"
 # the bus itself refuses (policy), the call never reaches cmpgwd
 setpriv --reuid=nobody --regid=nogroup --clear-groups \
         dbus-send --system --print-reply --dest="$GW_NAME" "$GW_OBJ" org.cmpgw.Gateway1.ForgetDevice string:1 \
@@ -57,12 +65,15 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups \
         >"$T/rw4.out" 2>"$T/rw4.err" && fail "an unknown method as nobody succeeded"
 expect_contains "$(cat "$T/rw4.err")" "Rejected send message" "unknown member as nobody"
 
-step "group $TEST_GROUP (standing in for cmpgw) may forget and reload"
+step "group $TEST_GROUP (standing in for cmpgw) may forget, reload and publish"
 ctl_as_nobody grp1 --groups "$TEST_GROUP" forget 999999
 expect_rc grp1 1
 expect_contains "$(cat "$T/grp1.err")" "no device with id or subject '999999'" "forget as a group member reaches cmpgwd"
 ctl_as_nobody grp2 --groups "$TEST_GROUP" reload
 expect_rc grp2 0
+ctl_as_nobody grp3 --groups "$TEST_GROUP" announce "$T/nobody/not-ann.der"
+expect_rc grp3 1
+expect_contains "$(cat "$T/grp3.err")" "announcement refused" "announce as a group member reaches cmpgwd"
 
 step "root may forget (reaches cmpgwd)"
 ctl root1 forget 999999
