@@ -343,7 +343,7 @@ def cmd_mkcrl(args):
     except x509.ExtensionNotFound:
         pass
     for spec in args.revoked or []:
-        parts = spec.split(":")
+        parts = spec.split(":", 2)          # the ISO time has colons of its own
         rb = x509.RevokedCertificateBuilder().serial_number(int(parts[0], 16)).revocation_date(
             parse_time(parts[2]) if len(parts) > 2 else this)
         if len(parts) > 1 and parts[1] != "":
