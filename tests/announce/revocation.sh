@@ -30,18 +30,24 @@ expect_rc dev0 0
 json_check "device enrolled" "$T/dev0.out" 'assert j["state"] == "enrolled", j'
 
 step "CRL #1 (revokes 3002): CrlUpdated, one CertificateRevoked"
-make_crlann crl1 1 --revoked 3002:1
+# fixed times, so the signals' fields can be compared with what the CRL says
+THIS1=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
+NEXT1=$(date -u -d "$THIS1 + 7 days" +%Y-%m-%dT%H:%M:%SZ)
+make_crlann crl1 1 --this-update "$THIS1" --revoked 3002:1:2025-01-02T03:04:05Z
 announce ann1 "$T/crl1.der"
 expect_rc ann1 0
 wait_signal CrlUpdated 1
-json_check "CrlUpdated #1" "$T/signal.json" '
-s = json.dumps(j)
-assert "cmpgw test issuing CA" in s, j
-assert any(str(v) in ("1", "01", "0x01") for v in j.values()), ("CRL number 1 not in", j)'
+json_check "CrlUpdated #1: issuer, CRL number, thisUpdate, nextUpdate, DER" "$T/signal.json" '
+assert "cmpgw test issuing CA" in j["issuer"], j
+assert j["crl_number"].lstrip("0") == "1", j
+assert (j["this_update"], j["next_update"]) == (a[0], a[1]), (j, a)
+assert bytes(j["der"]) == open(a[2], "rb").read(), "the DER is not the CRL announced"' \
+        "$THIS1" "$NEXT1" "$T/crl1.crl.der"
 wait_signal CertificateRevoked 1
-json_check "CertificateRevoked 3002" "$T/signal.json" '
+json_check "CertificateRevoked 3002: issuer, serial, reason, date" "$T/signal.json" '
 assert j["serial"].upper().lstrip("0X").lstrip("0") == "3002", j
-assert "cmpgw test issuing CA" in j["issuer"], j'
+assert "cmpgw test issuing CA" in j["issuer"], j
+assert j["reason"] == 1 and j["revocation_date"] == "2025-01-02T03:04:05Z", j'
 sleep 1
 expect_eq "$(signal_count CertificateRevoked)" 1 "CertificateRevoked after CRL #1"
 expect_eq "$(signal_count DeviceRevoked)" 0 "DeviceRevoked after CRL #1 (3002 is no device)"
@@ -105,12 +111,15 @@ assert len(crls) == 1 and crls[0]["crl_number"] == "2", crls'
 
 step "RANN for serial 4002: one more CertificateRevoked"
 ann_sign_opts
-mkann rann --issuer-cert "$PKI/ica.pem" --serial 4002 --reason 4 "${SIGN[@]}" -o "$T/rann.der"
+mkann rann --issuer-cert "$PKI/ica.pem" --serial 4002 --reason 4 --revoked-at 2025-06-07T08:09:10Z \
+        "${SIGN[@]}" -o "$T/rann.der"
 announce rann "$T/rann.der"
 expect_rc rann 0
 wait_signal CertificateRevoked 3
 json_check "CertificateRevoked from RANN" "$T/signal.json" '
-assert j["serial"].upper().lstrip("0X").lstrip("0") == "4002", j'
+assert j["serial"].upper().lstrip("0X").lstrip("0") == "4002", j
+assert "cmpgw test issuing CA" in j["issuer"], j
+assert j["reason"] == 4 and j["revocation_date"] == "2025-06-07T08:09:10Z", j'
 sleep 1
 expect_eq "$(signal_count CertificateRevoked)" 3 "CertificateRevoked after the RANN"
 gw_alive
