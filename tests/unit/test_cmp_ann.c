@@ -328,6 +328,30 @@ static void test_store(const struct ca *ica, const struct ca *other) {
         X509_CRL_free(crl2);
 }
 
+/* ---- which CRL is newer (issue 4: "a valid, newer one (CRL number,
+ * thisUpdate)") ---- */
+
+static void test_crl_compare(void) {
+        struct cmp_ann_crl a = { .crl_number = (char *) "F", .this_update = 2000 };
+        struct cmp_ann_crl b = { .crl_number = (char *) "10", .this_update = 1000 };
+
+        /* the CRL number decides, as a number (hex "10" > "F"), whatever thisUpdate says */
+        CHECK(cmp_ann_crl_compare(&b, &a) > 0);
+        CHECK(cmp_ann_crl_compare(&a, &b) < 0);
+        /* the same number: the later thisUpdate is newer */
+        b.crl_number = (char *) "F";
+        CHECK(cmp_ann_crl_compare(&a, &b) > 0);
+        CHECK(cmp_ann_crl_compare(&b, &a) < 0);
+        /* the same number and thisUpdate: not newer either way */
+        b.this_update = 2000;
+        CHECK_INT(cmp_ann_crl_compare(&a, &b), 0);
+        /* without a CRL number on either side: thisUpdate */
+        a.crl_number = NULL;
+        b.this_update = 3000;
+        CHECK(cmp_ann_crl_compare(&b, &a) > 0);
+        CHECK(cmp_ann_crl_compare(&a, &b) < 0);
+}
+
 int main(void) {
         struct ca root, ica, other;
         char cmd[400];
@@ -342,6 +366,7 @@ int main(void) {
          * the extraCerts (cmp_ann_build puts the signer there) */
         test_parse_and_validate(&root, &ica, &other);
         test_store(&ica, &other);
+        test_crl_compare();
         ca_free(&root);
         ca_free(&ica);
         ca_free(&other);
