@@ -105,9 +105,15 @@ expect_rc anns 0
 grep -q "issuing CA" "$T/anns.out" || { cat "$T/anns.out" >&2; fail "cmpgwctl announcements does not show the CRL issuer"; }
 ctl annsj --json announcements
 expect_rc annsj 0
-json_check "the cached CRL is number 2" "$T/annsj.out" '
+json_check "the cached CRL is number 2, the latest announcement its CRLANN" "$T/annsj.out" '
+import hashlib
 crls = [e for e in j if e.get("kind") == "crl"]
-assert len(crls) == 1 and crls[0]["crl_number"] == "2", crls' 
+assert len(crls) == 1 and crls[0]["crl_number"] == "2" and crls[0]["revoked_count"] == 2, crls
+assert crls[0]["sha256"] == hashlib.sha256(open(a[1], "rb").read()).hexdigest(), crls
+ann = [e for e in j if e.get("kind") == "crlann"]
+der = open(a[0], "rb").read()
+assert len(ann) == 1 and ann[0]["latest"] and ann[0]["size"] == len(der), ann
+assert ann[0]["sha256"] == hashlib.sha256(der).hexdigest(), ann' "$T/crl2.der" "$T/crl2.crl.der"
 
 step "RANN for serial 4002: one more CertificateRevoked"
 ann_sign_opts
@@ -122,5 +128,11 @@ assert "cmpgw test issuing CA" in j["issuer"], j
 assert j["reason"] == 4 and j["revocation_date"] == "2025-06-07T08:09:10Z", j'
 sleep 1
 expect_eq "$(signal_count CertificateRevoked)" 3 "CertificateRevoked after the RANN"
+ctl annsr --json announcements
+expect_rc annsr 0
+json_check "cmpgwctl announcements: the RANN is the latest, the CRLANN kept" "$T/annsr.out" '
+kinds = {e["kind"]: e for e in j}
+assert kinds["rann"]["latest"] and kinds["rann"]["size"] == int(a[0]), j
+assert not kinds["crlann"]["latest"] and kinds["crl"]["crl_number"] == "2", j' "$(stat -c %s "$T/rann.der")"
 gw_alive
 log "CRL and RANN signals as expected"
