@@ -22,6 +22,10 @@
 #                            answering genm, which OpenSSL 3.0 cannot) on
 #                            127.0.0.1:PORT with its state in DIR, signing
 #                            as srv.pem; FX_PID, log $T/fixture.log
+#   make_root_update DIR     a root CA key update (RFC 4210 §4.4) of the
+#                            test root: DIR/new-with-new.pem (self-signed,
+#                            "cmpgw test root CA 2", key DIR/new.key),
+#                            new-with-old.pem, old-with-new.pem
 #   enrol_node CN            ir through the gateway with the mock CA's secret
 #                            (it issues ee.pem), until DeviceEnrolled; DEV is
 #                            the device's id (start_monitor first)
@@ -101,6 +105,24 @@ start_poll_fixture() {
         FX_PID=$!
         PIDS+=("$FX_PID")
         wait_tcp "$FX_PID" "$2" 10 "$T/fixture.log"
+}
+
+make_root_update() {
+        local d=$1
+        mkdir -p "$d"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/new.key" 2>/dev/null
+        printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' \
+                >"$d/root.ext"
+        openssl req -x509 -new -key "$d/new.key" -subj "/O=cmpgw test/CN=cmpgw test root CA 2" -days 3650 \
+                -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+                -out "$d/new-with-new.pem" 2>/dev/null
+        openssl req -new -key "$d/new.key" -subj "/O=cmpgw test/CN=cmpgw test root CA 2" -out "$d/new.csr" 2>/dev/null
+        openssl x509 -req -in "$d/new.csr" -CA "$PKI/root.pem" -CAkey "$PKI/root.key" -set_serial 0x7001 \
+                -days 3650 -extfile "$d/root.ext" -out "$d/new-with-old.pem" 2>/dev/null
+        openssl x509 -x509toreq -in "$PKI/root.pem" -key "$PKI/root.key" -out "$d/old.csr" 2>/dev/null
+        openssl x509 -req -in "$d/old.csr" -CA "$d/new-with-new.pem" -CAkey "$d/new.key" -set_serial 0x7002 \
+                -days 3650 -extfile "$d/root.ext" -out "$d/old-with-new.pem" 2>/dev/null ||
+                fail "cannot make the root CA update in $d"
 }
 
 enrol_node() {

@@ -219,21 +219,7 @@ c = [e for e in j if e.get("kind") == "crl"]
 assert len(c) == 1 and c[0]["crl_number"] == "2", c'
 
 step "a root CA update: one CKUANN, CaKeyUpdated once"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/root2.key" 2>/dev/null
-printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' >"$T/root.ext"
-openssl req -x509 -new -key "$T/root2.key" -subj "/O=cmpgw test/CN=cmpgw test root CA 2" -days 3650 \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-        -out "$T/nwn.pem" 2>/dev/null
-openssl req -new -key "$T/root2.key" -subj "/O=cmpgw test/CN=cmpgw test root CA 2" -out "$T/root2.csr" 2>/dev/null
-openssl x509 -req -in "$T/root2.csr" -CA "$PKI/root.pem" -CAkey "$PKI/root.key" -set_serial 0x7001 \
-        -days 3650 -extfile "$T/root.ext" -out "$T/nwo.pem" 2>/dev/null
-openssl x509 -x509toreq -in "$PKI/root.pem" -key "$PKI/root.key" -out "$T/root1.csr" 2>/dev/null
-openssl x509 -req -in "$T/root1.csr" -CA "$T/nwn.pem" -CAkey "$T/root2.key" -set_serial 0x7002 \
-        -days 3650 -extfile "$T/root.ext" -out "$T/own.pem" 2>/dev/null
-mkdir -p "$T/ru"
-cp "$T/nwn.pem" "$T/ru/new-with-new.pem"
-cp "$T/nwo.pem" "$T/ru/new-with-old.pem"
-cp "$T/own.pem" "$T/ru/old-with-new.pem"
+make_root_update "$T/ru"
 mv "$T/ru" "$FX/root-update"
 wait_signal CaKeyUpdated 1
 json_check "CaKeyUpdated names the new root" "$T/signal.json" 'assert "root CA 2" in json.dumps(j), j'
