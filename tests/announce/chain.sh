@@ -6,7 +6,11 @@
 # Then B restarts (it forgets its observers): A registers again within its
 # ann_reregister period (2 s here) and the next announcement at B reaches
 # the node too (RFC 9482 §2.6: register again periodically and after
-# failures).
+# failures). Last, B restarts with max_observers_per_peer 0 and answers A
+# without Observe: A registers again with backoff (2 s, 4 s, ...: at most 4
+# tries in 12 s where its 2 s period alone would make 7; counted by B as
+# limited_observers), and observes again once B takes observers after a
+# reload.
 set -euo pipefail
 # shellcheck source=tests/announce/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -80,6 +84,38 @@ rc=0
 wait "$NODE2" || rc=$?
 ((rc == 0)) || { cat "$T/node2.err" >&2; tail -n 20 "$T/a.log" >&2; fail "after B's restart the next announcement did not reach the node (exit $rc)"; }
 cmp -s "$T/n2/ann-2.der" "$T/crl2.der" || fail "the second announcement differs from the one published at B"
+
+step "B takes no observer: A registers again with backoff, then observes again"
+"$ANN_PY" - "$T/b.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["announcements"]["max_observers_per_peer"] = 0
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+stop_gw
+start_ann_gw "$T/b.json"
+refused="upstream b: not observing coap://127.0.0.1:$B_PORT/.well-known/cmp/ann (answered without Observe); registering again in 2 s"
+for _ in $(seq 100); do grep -qF "$refused" "$T/a.log" && break; sleep 0.1; done
+grep -qF "$refused" "$T/a.log" || { tail -n 20 "$T/a.log" >&2; fail "A does not log that B answered without Observe"; }
+sleep 12
+ctl bstats --json stats
+expect_rc bstats 0
+tries=$(json_get "$T/bstats.out" 'j["limited_observers"]')
+log "A's registrations refused by B in ~12 s: $tries"
+((tries >= 3)) || fail "A registered $tries times in 12 s after a refusal: it should try again after 2 s and 4 s"
+((tries <= 4)) || fail "A registered $tries times in 12 s after a refusal: no backoff (its period is 2 s)"
+observing=$(grep -c "upstream b: observing" "$T/a.log")
+"$ANN_PY" - "$T/b.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["announcements"]["max_observers_per_peer"] = 1
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+ctl breload reload
+expect_rc breload 0
+for _ in $(seq 200); do (($(grep -c "upstream b: observing" "$T/a.log") > observing)) && break; sleep 0.1; done
+(($(grep -c "upstream b: observing" "$T/a.log") > observing)) ||
+        { tail -n 20 "$T/a.log" >&2; fail "A does not observe B again within 20 s of B taking observers"; }
 kill -0 "$A_PID" 2>/dev/null || fail "gateway A is gone"
 ! grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$T/a.log" || fail "sanitizer report in A's log"
 gw_alive
