@@ -21,6 +21,11 @@ start_ca "$PKI"
 write_ann_config "$T/gw.json"
 start_ann_gw "$T/gw.json"
 start_monitor
+# the same signals as an operator sees them: cmpgwctl monitor without --json
+"$CMPGWCTL" monitor >"$T/monitor.txt" 2>"$T/monitor-text.err" &
+PIDS+=("$!")
+for _ in $(seq 100); do grep -q '^Monitoring' "$T/monitor-text.err" && break; sleep 0.05; done
+grep -q '^Monitoring' "$T/monitor-text.err" || fail "cmpgwctl monitor did not subscribe: $(cat "$T/monitor-text.err")"
 EE_SERIAL=$(cert_serial "$PKI/ee.pem")          # 3001
 
 step "enrol a device through the gateway (the CA issues ee.pem)"
@@ -134,5 +139,13 @@ json_check "cmpgwctl announcements: the RANN is the latest, the CRLANN kept" "$T
 kinds = {e["kind"]: e for e in j}
 assert kinds["rann"]["latest"] and kinds["rann"]["size"] == int(a[0]), j
 assert not kinds["crlann"]["latest"] and kinds["crl"]["crl_number"] == "2", j' "$(stat -c %s "$T/rann.der")"
+
+step "cmpgwctl monitor (text) printed the same signals"
+text_count() { grep -cE "^[0-9:TZ-]+ $1 " "$T/monitor.txt" || true; }
+expect_eq "$(text_count CrlUpdated)" 2 "CrlUpdated lines of cmpgwctl monitor"
+expect_eq "$(text_count CertificateRevoked)" 3 "CertificateRevoked lines of cmpgwctl monitor"
+expect_eq "$(text_count DeviceRevoked)" 1 "DeviceRevoked lines of cmpgwctl monitor"
+grep -qE '^[0-9:TZ-]+ CertificateRevoked issuer="CN=cmpgw test issuing CA,O=cmpgw test" serial=3002 reason=1 revocation_date=2025-01-02T03:04:05Z$' \
+        "$T/monitor.txt" || { cat "$T/monitor.txt" >&2; fail "cmpgwctl monitor: no CertificateRevoked line for 3002"; }
 gw_alive
 log "CRL and RANN signals as expected"
