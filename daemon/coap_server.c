@@ -78,7 +78,7 @@ struct coap_server {
         unsigned n_observers;
         bool ann_observable;                    /* under max_observers: new ones register */
         struct log_ratelimit limited_log, psk_log;
-        sd_event_source *ann_keepalive;         /* the periodic Confirmable notification */
+        sd_event_source *ann_refresh;           /* the periodic Confirmable notification */
         /* the fan-out under way: observers whose generation differs are due */
         uint32_t ann_generation;
         uint32_t ann_observe;                   /* Observe value of our notifications */
@@ -1196,9 +1196,9 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  * gateway-wide for now).
  *
  * The ann resources are observable; notifications are Confirmable, and
- * every ANN_KEEPALIVE_SEC all observers get the current representation
- * again as a Confirmable notification, so that observers that are gone are
- * dropped (RFC 7641 §4.5: at least every 24 h).
+ * every announcements.refresh seconds (12 h) all observers get the current
+ * representation again as a Confirmable notification, so that observers
+ * that are gone are dropped (RFC 7641 §4.5: at least every 24 h).
  *
  * The fan-out: cmpgwd sends the notifications itself, not through
  * coap_resource_notify_observers(). libcoap 4.3.1 sends to every observer
@@ -1239,7 +1239,6 @@ static void handle_method_not_allowed(coap_resource_t *resource, coap_session_t 
  *     Observe option (RFC 9482 §2.6: 2.xx, MUST); the observers registered
  *     are notified all the same. */
 
-#define ANN_KEEPALIVE_SEC (12 * 3600)
 #define ANN_MAX_AGE 86400
 
 /* Observers are found by session in a hash: every lookup walking all of
@@ -1450,10 +1449,12 @@ static struct ann_observer *ann_register(struct coap_server *s, coap_resource_t 
                 observer_register(s, o, resource, request);
                 return o;
         }
-        if (!s->ann_observable)
-                return NULL;    /* RFC 9482 §2.6: answered without Observe */
         /* RFC 9482 §2.6: a server that cannot add the client to its
          * observers still answers 2.xx (MUST), without the Observe option */
+        if (!s->ann_observable) {
+                observer_refused(s, session, "announcements.max_observers");
+                return NULL;
+        }
         peer_key_of_session(session, &k);
         if (peer_limits_held(s->manager->peers, &k, PEER_OBSERVERS) >= s->manager->config->ann_max_observers_per_peer) {
                 observer_refused(s, session, "announcements.max_observers_per_peer");
@@ -1661,12 +1662,12 @@ unsigned coap_server_ann_observers(const struct coap_server *s) {
         return s ? s->n_observers : 0;
 }
 
-static int on_ann_keepalive(sd_event_source *src, uint64_t usec, void *userdata) {
+static int on_ann_refresh(sd_event_source *src, uint64_t usec, void *userdata) {
         struct coap_server *s = userdata;
 
         if (s->n_observers > 0)
                 ann_notify(s);
-        sd_event_source_set_time_relative(src, ANN_KEEPALIVE_SEC * 1000000ULL);
+        sd_event_source_set_time_relative(src, s->manager->config->ann_refresh_sec * 1000000ULL);
         sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
         return 0;
 }
@@ -2146,13 +2147,14 @@ int coap_server_new(Manager *m, const struct cmpgw_config *c, struct coap_server
         if ((r = sd_event_add_io(m->event, &s->io, fd, EPOLLIN, on_io, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, s)) < 0 ||
             (r = sd_event_add_time_relative(m->event, &s->gc, CLOCK_MONOTONIC, 1000000, 0, on_gc, s)) < 0 ||
-            (r = sd_event_add_time_relative(m->event, &s->ann_keepalive, CLOCK_MONOTONIC,
-                                            ANN_KEEPALIVE_SEC * 1000000ULL, 0, on_ann_keepalive, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->ann_refresh, CLOCK_MONOTONIC,
+                                            m->config->ann_refresh_sec * 1000000ULL, 0, on_ann_refresh,
+                                            s)) < 0 ||
             /* accuracy 1 us: sd-event's default (0) lets a timer slip by up to 250 ms */
             (r = sd_event_add_time_relative(m->event, &s->fanout_timer, CLOCK_MONOTONIC, 0, 1,
                                             on_fanout_timer, s)) < 0)
                 goto fail;
-        sd_event_source_set_description(s->ann_keepalive, "coap-ann-keepalive");
+        sd_event_source_set_description(s->ann_refresh, "coap-ann-refresh");
         sd_event_source_set_description(s->fanout_timer, "coap-ann-fanout");
         sd_event_source_set_enabled(s->fanout_timer, SD_EVENT_OFF);
         sd_event_source_set_enabled(s->gc, SD_EVENT_ON);
@@ -2179,7 +2181,7 @@ struct coap_server *coap_server_free(struct coap_server *s) {
                 while (s->observers[b])
                         observer_free(s, s->observers[b]);
         free(s->observers);
-        sd_event_source_disable_unref(s->ann_keepalive);
+        sd_event_source_disable_unref(s->ann_refresh);
         sd_event_source_disable_unref(s->fanout_timer);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->tick);

@@ -77,10 +77,8 @@ for _ in $(seq 50); do (($(grep -acE '^v:1 t:[A-Z]+ c:2\.05 ' "$T/other.out") >=
 kill "$OTHER" 2>/dev/null || true
 ctl stats1 --json stats
 expect_rc stats1 0
-# 1: the answer past max_observers_per_peer. The one past max_observers is
-# not counted (coap_server.c ann_register returns before observer_refused),
-# although architecture.md says both are: an open gap of issue 4.
-expect_eq "$(json_get "$T/stats1.out" 'j["limited_observers"]')" 1 "GetStatistics limited_observers"
+# 2: the answers past max_observers_per_peer and past max_observers
+expect_eq "$(json_get "$T/stats1.out" 'j["limited_observers"]')" 2 "GetStatistics limited_observers"
 sleep 0.5
 
 step "a new observer from the same peer is registered again"
