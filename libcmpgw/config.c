@@ -685,7 +685,7 @@ static int parse_dbus(struct parser *p, struct json_object *o, struct cmpgw_conf
 }
 
 static int parse_announcements(struct parser *p, struct json_object *o, struct cmpgw_config *c) {
-        static const char *const keys[] = { "trusted", "max_observers", "max_observers_per_peer", NULL };
+        static const char *const keys[] = { "trusted", "max_observers", "max_observers_per_peer", "refresh", NULL };
         struct json_object *v;
         uint64_t n;
         int r;
@@ -706,6 +706,12 @@ static int parse_announcements(struct parser *p, struct json_object *o, struct c
                 if ((r = get_uint(p, "announcements.max_observers_per_peer", v, 0, 1000000, &n)) < 0)
                         return r;
                 c->ann_max_observers_per_peer = (uint32_t) n;
+        }
+        /* RFC 7641 §4.5: a Confirmable notification at least every 24 h */
+        if (json_object_object_get_ex(o, "refresh", &v)) {
+                if ((r = get_uint(p, "announcements.refresh", v, 1, 86400, &n)) < 0)
+                        return r;
+                c->ann_refresh_sec = (uint32_t) n;
         }
         return 0;
 }
@@ -870,6 +876,7 @@ static struct cmpgw_config *config_new_defaults(void) {
         c->renew_share = 2.0 / 3.0;
         c->ann_max_observers = 10000;
         c->ann_max_observers_per_peer = 4;
+        c->ann_refresh_sec = 12 * 3600;
         c->limit_rate = 20;
         c->limit_burst = 40;
         c->limit_in_flight = 16;

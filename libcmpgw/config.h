@@ -122,6 +122,7 @@ struct cmpgw_config {
         char *ann_trusted;              /* "announcements": {"trusted"} */
         uint32_t ann_max_observers;     /* "announcements": {"max_observers"}, default 10000 */
         uint32_t ann_max_observers_per_peer;    /* {"max_observers_per_peer"}, per address, default 4 */
+        uint32_t ann_refresh_sec;       /* {"refresh"}: Confirmable notification to all, default 12 h */
         /* "limits": {...} per peer (IP address) and global (RFC 9482 §4) */
         double limit_rate;              /* "rate": messages started per second per peer; 0 = off; default 20 */
         uint32_t limit_burst;           /* "burst": bucket size; default 2 * rate (at least 1) */

@@ -2,6 +2,9 @@
 """observe_raw.py HOST PORT CMPGWCTL ANN_B ANN_C ANN_D -- RFC 7641 on ann,
 seen by a raw CoAP client (no real peer sends an RST to a notification, or
 re-registers with the same token and another block size, on demand).
+observe_raw.py HOST PORT CMPGWCTL --refresh SECS -- only the periodic
+Confirmable notification (RFC 7641 §4.5) of a gateway whose
+announcements.refresh is SECS: two come, nothing being published.
 
 One UDP socket (one session at the gateway). Prints what it checks; exit
 status 1 on the first check that fails. cmpgwctl (on the test's bus) says
@@ -16,6 +19,7 @@ from hostile import decode as decode_pdu, encode, uint  # noqa: E402
 
 host, port, ctl = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 anns = sys.argv[4:7]
+refresh = float(sys.argv[5]) if sys.argv[4] == "--refresh" else None
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.connect((host, port))
 mid = 0x2000
@@ -88,6 +92,26 @@ def publish(f):
 
 
 A, B = bytes.fromhex("a1a2a3a4"), bytes.fromhex("b1b2")
+
+if refresh is not None:
+    # §4.5: a Confirmable notification of the current representation, at
+    # least every 24 h, drops observers that are gone; here every SECS s
+    r = get(A, observe=0)
+    check(r["code"] == 0x45 and OBSERVE in r["opts"], "registration answered 2.05 with Observe")
+    last = r["opts"][OBSERVE]
+    at = []
+    for i in (1, 2):
+        n = notification(A, refresh + 3, "refresh notification %d" % i)
+        at.append(time.monotonic())
+        sock.send(encode(ACK, 0, n["mid"], b"", []))
+        check(n["opts"].get(OBSERVE, -1) > last, "refresh %d: Observe %d > %d" % (i, n["opts"].get(OBSERVE, -1), last))
+        check(n["payload"] == r["payload"], "refresh %d: the current announcement again" % i)
+        last = n["opts"][OBSERVE]
+    gap = at[1] - at[0]
+    check(gap >= refresh - 0.5, "the second refresh %.1f s after the first (every %g s)" % (gap, refresh))
+    r = get(A, observe=1)
+    check(observers() == 0, "deregistered")
+    sys.exit(0)
 
 # RFC 7641 §3.1/§4.1: registration; the answer carries Observe
 r = get(A, observe=0, szx=2)

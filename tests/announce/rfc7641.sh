@@ -4,7 +4,8 @@
 # re-registration with the same token replacing the old one (its block
 # size), strictly increasing Observe values from registration answers to
 # notifications, deregistration by GET with Observe 1 and by an RST to a
-# notification, an error answer registering nothing. The client is
+# notification, an error answer registering nothing, and the periodic
+# Confirmable notification (§4.5, announcements.refresh). The client is
 # tests/announce/observe_raw.py, a raw CoAP fixture: no real peer resets a
 # notification or re-registers with another block size on demand. It reads
 # the gateway's observer count from GetStatistics (cmpgwctl).
@@ -31,5 +32,14 @@ step "RFC 7641 from a raw CoAP client"
 /usr/bin/python3 "$SRCDIR/tests/announce/observe_raw.py" 127.0.0.1 "$GW_PORT" "$CMPGWCTL" \
         "$T/a2.der" "$T/a3.der" "$T/a4.der" >"$T/raw.out" 2>&1 || { cat "$T/raw.out" >&2; fail "observe_raw.py failed"; }
 sed "s/^/[$TEST_NAME] /" "$T/raw.out" >&2
+gw_alive
+
+step "§4.5: announcements.refresh 2: a Confirmable notification every 2 s, nothing published"
+stop_gw
+write_ann_config "$T/gw.json" 'c["announcements"]["refresh"] = 2'
+start_ann_gw "$T/gw.json"
+/usr/bin/python3 "$SRCDIR/tests/announce/observe_raw.py" 127.0.0.1 "$GW_PORT" "$CMPGWCTL" --refresh 2 \
+        >"$T/refresh.out" 2>&1 || { cat "$T/refresh.out" >&2; fail "observe_raw.py --refresh failed"; }
+sed "s/^/[$TEST_NAME] /" "$T/refresh.out" >&2
 gw_alive
 log ok

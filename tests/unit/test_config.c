@@ -73,14 +73,20 @@ static void test_minimal(void) {
 static void test_announcement_limits(void) {
         struct cmpgw_config *c = load_ok(
                 "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}], \"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],"
-                " \"announcements\":{\"max_observers\":0,\"max_observers_per_peer\":1}}");
+                " \"announcements\":{\"max_observers\":0,\"max_observers_per_peer\":1,\"refresh\":2}}");
 
         if (!c)
                 return;
         CHECK_INT(c->ann_max_observers, 0);
         CHECK_INT(c->ann_max_observers_per_peer, 1);
+        CHECK_INT(c->ann_refresh_sec, 2);
         CHECK(c->ann_trusted == NULL);
         config_free(c);
+        /* RFC 7641 §4.5: a Confirmable notification at least every 24 h */
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],"
+                     "\"announcements\":{\"refresh\":86401}}", "announcements.refresh");
+        expect_error("{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}],\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}],"
+                     "\"announcements\":{\"refresh\":0}}", "announcements.refresh");
 }
 
 static void test_defaults_and_options(void) {
@@ -106,6 +112,7 @@ static void test_defaults_and_options(void) {
         CHECK_STR(c->ann_trusted, "/etc/t.pem");
         CHECK_INT(c->ann_max_observers, 10000);         /* defaults */
         CHECK_INT(c->ann_max_observers_per_peer, 4);
+        CHECK_INT(c->ann_refresh_sec, 43200);
         CHECK_STR(c->registry_path, "/tmp/r.db");
         CHECK(c->renew_share == 0.5);
         CHECK_INT(c->renew_before_sec, 86400);
