@@ -844,6 +844,29 @@ static const char *arg_name(const char *member, size_t i, char *buf, size_t size
         return buf;
 }
 
+/* A byte array (a DER argument) in the text form: its size and the start
+ * of its SHA-256, as `cmpgwctl announcements` shows them, not hundreds of
+ * numbers */
+static void print_byte_array(const char *key, struct json_object *a) {
+        size_t n = json_object_array_length(a);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned md_len = 0;
+        uint8_t *bytes = malloc(n ? n : 1);
+
+        for (size_t i = 0; bytes && i < n; i++)
+                bytes[i] = (uint8_t) json_object_get_int(json_object_array_get_idx(a, i));
+        if (!bytes || EVP_Digest(bytes, n, md, &md_len, EVP_sha256(), NULL) != 1)
+                md_len = 0;
+        free(bytes);
+        printf(" %s=<%zu bytes", key, n);
+        if (md_len >= 8) {
+                printf(" sha256 ");
+                for (unsigned i = 0; i < 8; i++)
+                        printf("%02X", md[i]);
+        }
+        putchar('>');
+}
+
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(json_putp) struct json_object *o = json_object_new_object();
         const char *member = sd_bus_message_get_member(m);
@@ -879,6 +902,10 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
                         if (strcmp(key, "signal") == 0 || strcmp(key, "time") == 0)
                                 continue;
+                        if (json_object_is_type(val, json_type_array)) {
+                                print_byte_array(key, val);
+                                continue;
+                        }
                         s = text(val);
                         if (!s[0] || strpbrk(s, " \t\"'"))
                                 printf(" %s=%s", key, json_object_to_json_string_ext(

@@ -147,5 +147,9 @@ expect_eq "$(text_count CertificateRevoked)" 3 "CertificateRevoked lines of cmpg
 expect_eq "$(text_count DeviceRevoked)" 1 "DeviceRevoked lines of cmpgwctl monitor"
 grep -qE '^[0-9:TZ-]+ CertificateRevoked issuer="CN=cmpgw test issuing CA,O=cmpgw test" serial=3002 reason=1 revocation_date=2025-01-02T03:04:05Z$' \
         "$T/monitor.txt" || { cat "$T/monitor.txt" >&2; fail "cmpgwctl monitor: no CertificateRevoked line for 3002"; }
+# a CRL's DER as its size and SHA-256, not hundreds of numbers
+crl1_text="der=<$(stat -c %s "$T/crl1.crl.der") bytes sha256 $(sha256sum "$T/crl1.crl.der" | cut -c1-16 | tr a-f A-F)>"
+grep -qF -- "$crl1_text" "$T/monitor.txt" ||
+        { grep CrlUpdated "$T/monitor.txt" >&2; fail "cmpgwctl monitor: CrlUpdated of CRL 1 without '$crl1_text'"; }
 gw_alive
 log "CRL and RANN signals as expected"
