@@ -7,7 +7,9 @@
 #   (a) ca_file + certificate/private_key: 2.04
 #   (b) no client certificate: the fixture refuses the handshake → 5.02
 #       with curl's words; (c) ca_file not anchoring the server: 5.02 naming
-#       the certificate problem; nothing is sent in either case.
+#       the certificate problem; nothing is sent in either case;
+#   (e) the ca_file rewritten in place and SIGHUP: the new anchors apply to
+#       the next connection (withdrawn: 5.02, nothing sent; back: 2.04).
 source "$(dirname "$0")/../integration/lib.sh"
 require_gw
 require_cmd openssl /usr/bin/python3
@@ -66,6 +68,22 @@ run_gw untrusted "\"ca_file\": \"$P/srv.pem\", \"certificate\": \"$P/client-dtls
 expect_code untrusted 5.02 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
 expect_contains "$COAP_DIAG" "certificate" "untrusted server diagnostic"
 expect_eq "$(posts)" 1 "POSTs after an untrusted server"
+
+step "(e) SIGHUP after the ca_file changed in place: new connections use its new anchors"
+# the same path, other contents: what an operator's certificate rotation does
+cp "$P/trusted.pem" "$T/ca.pem"
+run_gw rotate "\"ca_file\": \"$T/ca.pem\", \"certificate\": \"$P/client-dtls-chain.pem\", \"private_key\": \"$P/client-dtls.key\""
+expect_code rotate1 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
+expect_eq "$(posts)" 2 "POSTs with the first anchors"
+cp "$P/srv.pem" "$T/ca.pem"     # no longer anchors the server
+reload_gw_logged 'reloaded'
+expect_code rotate2 5.02 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
+expect_contains "$COAP_DIAG" "certificate" "withdrawn anchor diagnostic"
+expect_eq "$(posts)" 2 "POSTs after the anchor was withdrawn"
+cp "$P/trusted.pem" "$T/ca.pem"
+reload_gw_logged 'reloaded' 2
+expect_code rotate3 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
+expect_eq "$(posts)" 3 "POSTs after the anchor came back"
 
 step "(d) ca_file on an http:// upstream is a config error naming the key"
 write_config "$T/bad.json" "[ { \"name\": \"ra\", \"uri\": \"http://127.0.0.1:$port/\", \"ca_file\": \"$P/trusted.pem\" } ]"
