@@ -7,7 +7,9 @@
 #   (c) with trust anchors that do not anchor the signer: 4.00;
 #   (d) MAC protection (a secret only the CA shares) passes;
 #   (e) a protection_trusted file that cannot be read is a start-up error
-#       naming the key.
+#       naming the key;
+#   (f) an unprotected request is 4.00 naming it, and never reaches the CA.
+# "Never reaches the CA": the mock CA's count of requests received.
 source "$(dirname "$0")/../integration/lib.sh"
 require_gw
 require_cli
@@ -23,6 +25,7 @@ cr() {  # cr NAME: signed cr through the gateway; RC
                 --subject "/CN=$1" --certout "$T/$1.pem" --reqout "$T/$1.req.der" --timeout 20 >"$T/$1.log" 2>&1 || RC=$?
 }
 forwarded() { grep -c 'cr to /.well-known/cmp -> 2.04 via ca' "$T/gw.log" || true; }
+ca_requests() { grep -c 'Received request' "$T/ca.log" || true; }
 
 step "(a) a signature chaining to protection_trusted: forwarded"
 write_config "$T/good.json" "[ { \"name\": \"ca\", \"uri\": \"$CA_URI\", \"protection_trusted\": \"$P/trusted.pem\" } ]"
@@ -50,9 +53,21 @@ else:
     sys.exit("no protection found")
 open(dst, "wb").write(der)
 PY
+before=$(ca_requests)
 expect_code tampered 4.00 -m post -t 259 -f "$T/tampered.der" "$GW_URI/.well-known/cmp"
 expect_contains "$COAP_DIAG" "protection does not verify" "tampered diagnostic"
 expect_eq "$(forwarded)" 1 "crs forwarded after the tampered one"
+expect_eq "$(ca_requests)" "$before" "requests that reached the CA after the tampered one"
+
+step "(f) an unprotected request: 4.00 naming it, not forwarded"
+before=$(ca_requests)
+RC=0
+timeout 60 "$CMPCOAP" genm --server "$GW_URI/.well-known/cmp" --ref node --unprotected_requests --unprotected_errors \
+        --trusted "$P/trusted.pem" --timeout 20 >"$T/unprotected.log" 2>&1 || RC=$?
+((RC != 0)) || { cat "$T/unprotected.log" >&2; fail "an unprotected genm was answered"; }
+expect_contains "$(cat "$T/unprotected.log")" "server answered 4.00" "unprotected genm"
+expect_contains "$(cat "$T/unprotected.log")" "unprotected PKIMessage" "unprotected genm diagnostic"
+expect_eq "$(ca_requests)" "$before" "requests that reached the CA after the unprotected one"
 
 step "(d) MAC protection passes"
 timeout 60 "$CMPCOAP" ir --server "$GW_URI/.well-known/cmp" --ref "$CA_REF" --secret "$CA_SECRET" \
@@ -63,8 +78,10 @@ step "(c) trust anchors that do not anchor the signer: 4.00"
 stop_gw
 write_config "$T/other.json" "[ { \"name\": \"ca\", \"uri\": \"$CA_URI\", \"protection_trusted\": \"$P/srv.pem\" } ]"
 start_gw "$T/other.json"
+before=$(ca_requests)
 expect_code untrusted 4.00 -m post -t 259 -f "$T/signed.req.der" "$GW_URI/.well-known/cmp"
 expect_contains "$COAP_DIAG" "protection does not verify" "untrusted signer diagnostic"
+expect_eq "$(ca_requests)" "$before" "requests that reached the CA after the untrusted signer's"
 stop_gw
 
 step "(e) an unreadable protection_trusted stops the start with the key named"
