@@ -11,6 +11,11 @@
 #   (c) a psk_file readable by others: cmpgwd refuses to start, naming the
 #       file and chmod 600
 #   (d) SIGHUP re-reads the PSK file
+#   (e) the DTLS binding holds on an open listener too: a MAC senderKID
+#       other than the PSK identity, or a signature by another certificate
+#       than the DTLS client certificate, is 4.03, logged, never at the CA
+#   (f) two coaps listeners with different credentials: cmpgwd refuses to
+#       start, naming the listener (libcoap keeps one set per context)
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -82,6 +87,20 @@ discover() {
 registry_ids() {
         sqlite3 "$T/registry.db" "SELECT coalesce(psk_identity, '') || '|' || coalesce(client_subject, '') FROM devices ORDER BY id"
 }
+ca_requests() { grep -c 'Received request' "$T/ca.log" || true; }
+# mismatch NAME DIAG ARGS...: cmpcoap ARGS is refused 4.03 with DIAG, the
+# refusal is in cmpgwd's log, and the CA sees nothing of it
+mismatch() {
+        local name=$1 diag=$2 before
+        shift 2
+        before=$(ca_requests)
+        must_fail "$name" "$@" --newkey "$P/ee.key" --certout "$T/$name.pem" --timeout 20
+        expect_contains "$(cat "$T/$name.log")" "server answered 4.03" "$name"
+        expect_contains "$(cat "$T/$name.log")" "$diag" "$name: diagnostic"
+        grep -qF "refused with 4.03: $diag" "$T/gw.log" || fail "$name: the refusal is not in cmpgwd's log"
+        expect_eq "$(ca_requests)" "$before" "$name: requests that reached the CA"
+        [[ ! -s $T/$name.pem ]] || fail "$name: a certificate was written"
+}
 
 step "(c) a psk_file readable by group and others: cmpgwd refuses to start"
 coaps_config "$T/gw.json"
@@ -137,6 +156,10 @@ step "(a) PSK given as 0xHEX"
 must_pass genm-hex genm --server "$DTLS_URI" --psk-identity other \
         --psk-key 0x00112233445566778899aabbccddeeff --ref other --secret "$CA_SECRET"
 
+step "(e) an open listener binds the PSK identity: another MAC senderKID is 4.03"
+mismatch ir-kid-mismatch "not admitted: CMP senderKID \"$CA_REF\" is not the DTLS PSK identity \"node-psk\"" \
+        ir --server "$DTLS_URI" --psk-identity node-psk --psk-key "file:$T/psk.key" "${MAC[@]}" --subject /CN=node-psk
+
 step "(a) cmpcoap with a wrong PSK key names the failed handshake"
 must_fail ir-badpsk ir --server "$DTLS_URI" --psk-identity node-psk --psk-key pass-wrong \
         "${MAC[@]}" --newkey "$P/ee.key" --subject /CN=x --certout "$T/bad.pem" --timeout 8
@@ -167,6 +190,11 @@ got_cert ir-cert "$T/ir-cert.pem"
 ids=$(registry_ids)
 expect_eq "$ids" "|CN=dtls client,O=cmpgw test" "registry psk_identity|client_subject after the certificate ir"
 log "ok: registry: $ids"
+step "(e) an open listener binds the client certificate: a cr signed by another is 4.03"
+mismatch cr-cert-mismatch "not admitted: CMP sender CN=client" \
+        cr --server "$DTLS_URI" "${TLS[@]}" --cert "$P/client.pem" --key "$P/client.key" \
+        --trusted "$P/trusted.pem" --extracerts "$P/chain.pem" --subject /CN=node-cert
+expect_contains "$(cat "$T/cr-cert-mismatch.log")" "is not the subject of the DTLS client certificate" "cr-cert-mismatch"
 step "(b) optional: a client without a certificate (server authenticated) is served"
 must_pass genm-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}"
 step "(b) cmpcoap refuses a server certificate its --tls-trusted does not anchor"
@@ -187,5 +215,23 @@ must_pass genm-req-cert genm --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}"
 log "ok: without a certificate refused, with one served"
 
 gw_alive
+stop_gw
+
+step "(f) two coaps listeners with different credentials: cmpgwd refuses to start"
+coaps_config "$T/gw-two.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$P/chain.pem\", \"client_certificate\": \"required\"}"
+/usr/bin/python3 - "$T/gw-two.json" "coaps://127.0.0.1:$(free_port udp)" <<'PY'
+import json, sys
+f, uri = sys.argv[1:]
+c = json.load(open(f))
+l = dict(c["listen"][1], uri=uri, client_certificate="optional")
+c["listen"].append(l)
+json.dump(c, open(f, "w"), indent=2)
+PY
+rc=0
+timeout 10 "$CMPGWD" --config "$T/gw-two.json" >"$T/start-two.log" 2>&1 || rc=$?
+((rc != 0 && rc < 124)) || fail "cmpgwd started (or hung, exit $rc) with two coaps listeners of different credentials"
+expect_contains "$(cat "$T/start-two.log")" "listen[2]: every coaps:// listener must name the same psk_file, certificate" "start-up error"
+log "ok: refused (exit $rc)"
+
 kill -0 "$CA_PID" 2>/dev/null || fail "the mock CA died (see $T/ca.log)"
 log "PASS"
