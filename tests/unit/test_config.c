@@ -402,6 +402,53 @@ static void test_poll(void) {
         expect_error(POLL_CFG(POLL_UP("{" POLL_CREDS "}"), ""), "upstreams[0].poll: needs announcements.trusted");
 }
 
+/* limits (issue 5; RFC 9482 §4 resource exhaustion): the documented safe
+ * defaults, burst following rate, and errors naming the key */
+#define LIMITS_CFG(x) "{\"listen\":[{\"uri\":\"coap://127.0.0.1\"}], " \
+        "\"upstreams\":[{\"name\":\"a\",\"uri\":\"http://a/\"}], \"limits\":" x "}"
+
+static void test_limits(void) {
+        struct cmpgw_config *c = load_ok(minimal);
+
+        if (c) {        /* the defaults of cmpgw.json(5) */
+                CHECK(c->limit_rate == 20);
+                CHECK_INT(c->limit_burst, 40);
+                CHECK_INT(c->limit_in_flight, 16);
+                CHECK_INT(c->limit_max_in_flight, 1024);
+                CHECK_INT(c->limit_buffered, 8 * 1024 * 1024);
+                CHECK_INT(c->ann_max_observers_per_peer, 4);
+                CHECK_INT(c->transfer_timeout_usec, 30000000);
+                config_free(c);
+        }
+        if ((c = load_ok(LIMITS_CFG("{\"rate\":2.5,\"in_flight_per_peer\":1,\"max_in_flight\":0,"
+                                    "\"buffered_bytes\":65536}")))) {
+                CHECK(c->limit_rate == 2.5);
+                CHECK_INT(c->limit_burst, 5);           /* twice rate without "burst" */
+                CHECK_INT(c->limit_in_flight, 1);
+                CHECK_INT(c->limit_max_in_flight, 0);   /* 0: off */
+                CHECK_INT(c->limit_buffered, 65536);
+                config_free(c);
+        }
+        if ((c = load_ok(LIMITS_CFG("{\"rate\":0.1}")))) {
+                CHECK_INT(c->limit_burst, 1);           /* at least one message */
+                config_free(c);
+        }
+        if ((c = load_ok(LIMITS_CFG("{\"rate\":0,\"burst\":7}")))) {
+                CHECK(c->limit_rate == 0);              /* 0: off */
+                CHECK_INT(c->limit_burst, 7);
+                config_free(c);
+        }
+        expect_error(LIMITS_CFG("{\"rate\":-1}"), "limits.rate: -1 is out of range");
+        expect_error(LIMITS_CFG("{\"rate\":\"fast\"}"), "limits.rate: expected messages per second");
+        expect_error(LIMITS_CFG("{\"burst\":0}"), "limits.burst");
+        expect_error(LIMITS_CFG("{\"in_flight_per_peer\":0}"), "limits.in_flight_per_peer");
+        expect_error(LIMITS_CFG("{\"buffered_bytes\":100}"), "limits.buffered_bytes");
+        expect_error(LIMITS_CFG("{\"buffered_bytes\":2048}"),
+                     "limits.buffered_bytes: 2048 is smaller than coap.max_message_size");
+        expect_error(LIMITS_CFG("{\"rates\":5}"), "limits.rates: unknown key");
+        expect_error(LIMITS_CFG("[]"), "limits: expected an object");
+}
+
 int main(void) {
         test_minimal();
         test_defaults_and_options();
@@ -413,5 +460,6 @@ int main(void) {
         test_coaps();
         test_poll();
         test_admission();
+        test_limits();
         TEST_MAIN_END();
 }
