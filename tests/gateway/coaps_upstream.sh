@@ -3,8 +3,10 @@
 #   node → A (coap) → B (coaps listener) → CA (HTTP, openssl cmp)
 # (a) A reaches B with a PSK from its psk_file; (b) with certificates:
 #     A trusts B's certificate through ca_file and presents its own, which
-#     B's registry records; (c) a wrong PSK and an untrusted B certificate
-#     are 5.02 with a diagnostic naming the DTLS handshake, never a hang;
+#     B's registry records; SIGHUP re-reads A's ca_file (rewritten in
+#     place: a withdrawn anchor is 5.02, a restored one served again);
+# (c) a wrong PSK and an untrusted B certificate are 5.02 with a
+#     diagnostic naming the DTLS handshake, never a hang;
 # (d) config errors name the key; (e) B routes by SNI: a coaps request
 #     whose DTLS server name is ra.test goes to the upstream listing that
 #     host, one without goes to the default.
@@ -71,11 +73,21 @@ expect_code genm-psk 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-kno
 
 step "(b) A → B over coaps with certificates (ca_file + A's client certificate)"
 stop_gw
-a_config "$T/a-cert.json" "\"ca_file\": \"$P/trusted.pem\", \"certificate\": \"$P/client-dtls-chain.pem\", \"private_key\": \"$P/client-dtls.key\""
+cp "$P/trusted.pem" "$T/a-ca.pem"
+a_config "$T/a-cert.json" "\"ca_file\": \"$T/a-ca.pem\", \"certificate\": \"$P/client-dtls-chain.pem\", \"private_key\": \"$P/client-dtls.key\""
 start_gw "$T/a-cert.json"
 ir ir-cert /CN=via-cert
 ((RC == 0)) || { cat "$T/ir-cert.log" >&2; tail -n 20 "$T/gw.log" "$T/b.log" >&2; fail "ir through coaps (certificates) failed"; }
 expect_eq "$(b_ids via-cert)" "|CN=dtls client,O=cmpgw test" "B's registry: client certificate of the hop"
+
+step "(b) SIGHUP after A's ca_file changed in place: new sessions take the new anchors"
+cp "$P/srv.pem" "$T/a-ca.pem"   # no longer anchors B
+reload_gw_logged 'reloaded'
+COAP_WAIT=60 expect_code rotated-out 5.02 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
+expect_contains "$COAP_DIAG" "DTLS handshake" "withdrawn anchor diagnostic"
+cp "$P/trusted.pem" "$T/a-ca.pem"
+reload_gw_logged 'reloaded' 2
+expect_code rotated-back 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
 
 step "(c) a wrong PSK: 5.04 naming the DTLS handshake, in time (B drops what it cannot authenticate)"
 stop_gw
