@@ -10,7 +10,7 @@
 #       client without one is refused (cmpcoap and coap-client)
 #   (c) a psk_file readable by others: cmpgwd refuses to start, naming the
 #       file and chmod 600
-#   (d) SIGHUP re-reads the PSK file
+#   (d) SIGHUP re-reads the PSK file and client_ca
 #   (e) the DTLS binding holds on an open listener too: a MAC senderKID
 #       other than the PSK identity, or a signature by another certificate
 #       than the DTLS client certificate, is 4.03, logged, never at the CA
@@ -181,7 +181,8 @@ gw_alive
 stop_gw
 
 step "(b) certificates: cmpcoap with a client certificate enrols; the registry records its subject"
-coaps_config "$T/gw-cert.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$P/chain.pem\"}"
+cp "$P/chain.pem" "$T/client-ca.pem"
+coaps_config "$T/gw-cert.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$T/client-ca.pem\"}"
 start_gw "$T/gw-cert.json"
 TLS=(--tls-cert "$P/client-dtls.pem" --tls-key "$P/client-dtls.key" --tls-trusted "$P/trusted.pem")
 must_pass ir-cert ir --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}" \
@@ -195,6 +196,14 @@ mismatch cr-cert-mismatch "not admitted: CMP sender CN=client" \
         cr --server "$DTLS_URI" "${TLS[@]}" --cert "$P/client.pem" --key "$P/client.key" \
         --trusted "$P/trusted.pem" --extracerts "$P/chain.pem" --subject /CN=node-cert
 expect_contains "$(cat "$T/cr-cert-mismatch.log")" "is not the subject of the DTLS client certificate" "cr-cert-mismatch"
+step "(d) SIGHUP re-reads client_ca: a withdrawn CA's client certificate is refused, then served again"
+cp "$P/srv.pem" "$T/client-ca.pem"      # does not anchor client-dtls.pem
+reload_gw_logged 'coaps credentials re-read' 2
+must_fail genm-ca-withdrawn genm --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}" --timeout 30
+expect_contains "$(cat "$T/genm-ca-withdrawn.log")" "DTLS handshake with 127.0.0.1:$DTLS_PORT failed" "client_ca withdrawn"
+cp "$P/chain.pem" "$T/client-ca.pem"
+reload_gw_logged 'coaps credentials re-read' 3
+must_pass genm-ca-back genm --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}"
 step "(b) optional: a client without a certificate (server authenticated) is served"
 must_pass genm-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}"
 step "(b) cmpcoap refuses a server certificate its --tls-trusted does not anchor"
