@@ -3,7 +3,8 @@
 # and cmpcoap speaking coaps (issue 5):
 #   (a) PSK: coap-client-openssl -u/-k discovers over coaps, a wrong key or an
 #       unknown identity gets nothing; cmpcoap ir with a PSK enrols through
-#       the gateway against the mock CA and the registry records the PSK
+#       the gateway against the mock CA, its ir and certConf in one DTLS
+#       session (one handshake), and the registry records the PSK
 #       identity; cmpcoap with a wrong key names the failed handshake
 #   (b) certificates: cmpcoap with a client certificate enrols and the
 #       registry records its subject; with client_certificate "required" a
@@ -145,9 +146,16 @@ if grep -q 'ct=259' "$T/plain-to-coaps.out"; then fail "coaps answered a client 
 step "(a) PSK: cmpcoap ir over coaps enrols; the registry records the PSK identity"
 # the MAC reference (senderKID) is the PSK identity: a PSK session binds
 # them (issue 5, cmpgw.json(5) ADMISSION); the mock CA takes any reference
+hs0=$(grep -c 'DTLS session with .*PSK identity node-psk' "$T/gw.log" || true)
+conf0=$(grep -c 'certConf to /.well-known/cmp -> 2.04' "$T/gw.log" || true)
 must_pass ir-psk ir --server "$DTLS_URI" --psk-identity node-psk --psk-key "file:$T/psk.key" \
         --ref node-psk --secret "$CA_SECRET" --newkey "$P/ee.key" --subject /CN=node-psk --certout "$T/ir-psk.pem"
 got_cert ir-psk "$T/ir-psk.pem"
+# RFC 9482 §4: DTLS associations SHOULD be kept alive and reused: the ir
+# and the certConf of one enrolment share one handshake
+expect_eq "$(($(grep -c 'certConf to /.well-known/cmp -> 2.04' "$T/gw.log") - conf0))" 1 "certConfs of the PSK ir"
+expect_eq "$(($(grep -c 'DTLS session with .*PSK identity node-psk' "$T/gw.log") - hs0))" 1 \
+        "DTLS handshakes of one enrolment (ir and certConf)"
 ids=$(registry_ids)
 expect_eq "$ids" "node-psk|" "registry psk_identity|client_subject after the PSK ir"
 log "ok: registry: $ids"
