@@ -11,7 +11,8 @@
 #       client without one is refused (cmpcoap and coap-client)
 #   (c) a psk_file readable by others: cmpgwd refuses to start, naming the
 #       file and chmod 600
-#   (d) SIGHUP re-reads the PSK file and client_ca
+#   (d) SIGHUP re-reads the PSK file, client_ca, and the gateway's
+#       certificate and key
 #   (e) the DTLS binding holds on an open listener too: a MAC senderKID
 #       other than the PSK identity, or a signature by another certificate
 #       than the DTLS client certificate, is 4.03, logged, never at the CA
@@ -190,7 +191,9 @@ stop_gw
 
 step "(b) certificates: cmpcoap with a client certificate enrols; the registry records its subject"
 cp "$P/chain.pem" "$T/client-ca.pem"
-coaps_config "$T/gw-cert.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$T/client-ca.pem\"}"
+cp "$P/gw-dtls-chain.pem" "$T/gw-cert.pem"
+cp "$P/gw-dtls.key" "$T/gw-key.pem"
+coaps_config "$T/gw-cert.json" "{\"certificate\": \"$T/gw-cert.pem\", \"private_key\": \"$T/gw-key.pem\", \"client_ca\": \"$T/client-ca.pem\"}"
 start_gw "$T/gw-cert.json"
 TLS=(--tls-cert "$P/client-dtls.pem" --tls-key "$P/client-dtls.key" --tls-trusted "$P/trusted.pem")
 must_pass ir-cert ir --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}" \
@@ -212,6 +215,20 @@ expect_contains "$(cat "$T/genm-ca-withdrawn.log")" "DTLS handshake with 127.0.0
 cp "$P/chain.pem" "$T/client-ca.pem"
 reload_gw_logged 'coaps credentials re-read' 3
 must_pass genm-ca-back genm --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}"
+
+step "(d) SIGHUP re-reads the gateway's certificate and key: a rotated certificate is served"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=rotated gateway" \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$T/rotated.key" -out "$T/rotated.pem" 2>"$T/rotated.log" ||
+        { cat "$T/rotated.log" >&2; fail "cannot make the rotated certificate"; }
+cp "$T/rotated.pem" "$T/gw-cert.pem"
+cp "$T/rotated.key" "$T/gw-key.pem"
+reload_gw_logged 'coaps credentials re-read' 4
+must_pass genm-rotated genm --server "$DTLS_URI" --tls-trusted "$T/rotated.pem" "${MAC[@]}"
+must_fail genm-rotated-old genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}" --timeout 30
+expect_contains "$(cat "$T/genm-rotated-old.log")" "DTLS handshake with 127.0.0.1:$DTLS_PORT failed" "the old anchor after rotation"
+cp "$P/gw-dtls-chain.pem" "$T/gw-cert.pem"
+cp "$P/gw-dtls.key" "$T/gw-key.pem"
+reload_gw_logged 'coaps credentials re-read' 5
 step "(b) optional: a client without a certificate (server authenticated) is served"
 must_pass genm-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}"
 step "(b) cmpcoap refuses a server certificate its --tls-trusted does not anchor"
