@@ -71,6 +71,8 @@ for i in $(seq 8); do
                 n429=$((n429 + 1))
                 expect_contains "$COAP_DIAG" "limits.rate" "4.29 diagnostic"
                 [[ -n $(coap_option Max-Age) ]] || fail "4.29 without Max-Age"
+                # limits.rate 1/s: the next token is at most 1 s away
+                expect_eq "$(coap_option Max-Age)" 1 "Max-Age of the 4.29 (when the next token comes)"
                 ;;
         *) fail "burst$i: expected 2.04 or 4.29, got '$COAP_CODE'" ;;
         esac
@@ -91,6 +93,7 @@ first=$!
 sleep 1
 expect_code second 4.29 -a 127.0.0.3 -m post -t 259 -f "$T/req/genm.der" "$CMP/p/slow"
 expect_contains "$COAP_DIAG" "limits.in_flight_per_peer" "in-flight diagnostic"
+expect_eq "$(coap_option Max-Age)" 1 "Max-Age of the in-flight 4.29 (cmpgw.json(5): 1)"
 expect_code third 2.04 -a 127.0.0.4 -m post -t 259 -f "$T/req/genm.der" "$CMP"
 wait "$first"
 grep -q 'c:2\.04' "$T/first.out" "$T/first.err" || fail "the first request to the slow upstream was not served"
