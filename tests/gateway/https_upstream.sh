@@ -8,8 +8,10 @@
 #   (b) no client certificate: the fixture refuses the handshake → 5.02
 #       with curl's words; (c) ca_file not anchoring the server: 5.02 naming
 #       the certificate problem; nothing is sent in either case;
-#   (e) the ca_file rewritten in place and SIGHUP: the new anchors apply to
-#       the next connection (withdrawn: 5.02, nothing sent; back: 2.04).
+#   (e) the ca_file, and then the client certificate and key, rewritten in
+#       place and SIGHUP: the new files apply to the next connection
+#       (withdrawn anchor or refused certificate: 5.02, nothing sent;
+#       back: 2.04).
 source "$(dirname "$0")/../integration/lib.sh"
 require_gw
 require_cmd openssl /usr/bin/python3
@@ -72,7 +74,9 @@ expect_eq "$(posts)" 1 "POSTs after an untrusted server"
 step "(e) SIGHUP after the ca_file changed in place: new connections use its new anchors"
 # the same path, other contents: what an operator's certificate rotation does
 cp "$P/trusted.pem" "$T/ca.pem"
-run_gw rotate "\"ca_file\": \"$T/ca.pem\", \"certificate\": \"$P/client-dtls-chain.pem\", \"private_key\": \"$P/client-dtls.key\""
+cp "$P/client-dtls-chain.pem" "$T/client.pem"
+cp "$P/client-dtls.key" "$T/client.key"
+run_gw rotate "\"ca_file\": \"$T/ca.pem\", \"certificate\": \"$T/client.pem\", \"private_key\": \"$T/client.key\""
 expect_code rotate1 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
 expect_eq "$(posts)" 2 "POSTs with the first anchors"
 cp "$P/srv.pem" "$T/ca.pem"     # no longer anchors the server
@@ -84,6 +88,19 @@ cp "$P/trusted.pem" "$T/ca.pem"
 reload_gw_logged 'reloaded' 2
 expect_code rotate3 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
 expect_eq "$(posts)" 3 "POSTs after the anchor came back"
+
+step "(e) SIGHUP after the client certificate and key changed in place: the next connection presents them"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=not from chain.pem" \
+        -keyout "$T/client.key" -out "$T/client.pem" 2>"$T/selfsigned.log" ||
+        { cat "$T/selfsigned.log" >&2; fail "cannot make a self-signed client certificate"; }
+reload_gw_logged 'reloaded' 3
+expect_code rotate4 5.02 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
+expect_eq "$(posts)" 3 "POSTs with a client certificate the fixture refuses"
+cp "$P/client-dtls-chain.pem" "$T/client.pem"
+cp "$P/client-dtls.key" "$T/client.key"
+reload_gw_logged 'reloaded' 4
+expect_code rotate5 2.04 -m post -t 259 -f "$T/req/genm.der" "$GW_URI/.well-known/cmp"
+expect_eq "$(posts)" 4 "POSTs after the client certificate came back"
 
 step "(d) ca_file on an http:// upstream is a config error naming the key"
 write_config "$T/bad.json" "[ { \"name\": \"ra\", \"uri\": \"http://127.0.0.1:$port/\", \"ca_file\": \"$P/trusted.pem\" } ]"
