@@ -222,7 +222,8 @@ stop_pid() {
                 sleep 0.1
         done
         kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        STOP_STATUS=0
+        wait "$pid" 2>/dev/null || STOP_STATUS=$?
         local p keep=()
         for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
         PIDS=("${keep[@]}")
@@ -443,7 +444,17 @@ capture_genp() {
                 fail "capture of a genp"
 }
 
-stop_gw() { [[ -n $GW_PID ]] && stop_pid "$GW_PID"; }
+# stop_gw: SIGTERM to cmpgwd, which must exit 0 within 5 s, as stop_all
+# wants of the last one; a crash, a sanitizer's exit or a hang of a
+# gateway stopped mid-test would otherwise go unseen (127: reaped already)
+stop_gw() {
+        [[ -n $GW_PID ]] || return 1
+        stop_pid "$GW_PID"
+        ((STOP_STATUS == 0 || STOP_STATUS == 143 || STOP_STATUS == 127)) || {
+                tail -n 30 "$T/gw.log" >&2
+                fail "cmpgwd (pid $GW_PID) exited with status $STOP_STATUS when stopped (137: not within 5 s of SIGTERM)"
+        }
+}
 
 gw_alive() {
         kill -0 "$GW_PID" 2>/dev/null || { tail -n 30 "$T/gw.log" >&2; fail "cmpgwd is gone"; }
