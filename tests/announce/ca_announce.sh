@@ -31,8 +31,7 @@ timeout 60 "$CMPCOAP" observe "$GW_URI/.well-known/cmp/ann" --out-dir "$T/obs" -
         --verbosity 7 >"$T/obs.out" 2>"$T/obs.err" &
 OBS_PID=$!
 PIDS+=("$OBS_PID")
-for _ in $(seq 100); do grep -q 'registered as an observer' "$T/obs.err" && break; sleep 0.1; done
-grep -q 'registered as an observer' "$T/obs.err" || { cat "$T/obs.err" >&2; fail "the node was not registered"; }
+wait_grep "$T/obs.err" 10 'registered as an observer' || { cat "$T/obs.err" >&2; fail "the node was not registered"; }
 
 step "CANN of the issuing CA: CaCertificateAnnounced with its subject, serial and DER"
 mkann cann --cert "$PKI/ica.pem" "${SIGN[@]}" -o "$T/cann.der"

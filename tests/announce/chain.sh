@@ -95,8 +95,7 @@ PY
 stop_gw
 start_ann_gw "$T/b.json"
 refused="upstream b: not observing coap://127.0.0.1:$B_PORT/.well-known/cmp/ann (answered without Observe); registering again in 2 s"
-for _ in $(seq 100); do grep -qF "$refused" "$T/a.log" && break; sleep 0.1; done
-grep -qF "$refused" "$T/a.log" || { tail -n 20 "$T/a.log" >&2; fail "A does not log that B answered without Observe"; }
+wait_grep "$T/a.log" 10 -F "$refused" || { tail -n 20 "$T/a.log" >&2; fail "A does not log that B answered without Observe"; }
 sleep 12
 ctl bstats --json stats
 expect_rc bstats 0
@@ -113,8 +112,7 @@ json.dump(c, open(sys.argv[1], "w"), indent=2)
 PY
 ctl breload reload
 expect_rc breload 0
-for _ in $(seq 200); do (($(grep -c "upstream b: observing" "$T/a.log") > observing)) && break; sleep 0.1; done
-(($(grep -c "upstream b: observing" "$T/a.log") > observing)) ||
+wait_grep_count "$T/a.log" 20 $((observing + 1)) "upstream b: observing" ||
         { tail -n 20 "$T/a.log" >&2; fail "A does not observe B again within 20 s of B taking observers"; }
 kill -0 "$A_PID" 2>/dev/null || fail "gateway A is gone"
 ! grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$T/a.log" || fail "sanitizer report in A's log"

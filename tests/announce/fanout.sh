@@ -47,7 +47,7 @@ step "an observer asking for 64-byte blocks gets them"
 # line-buffered: the test reads the PDUs it logs while it runs
 stdbuf -oL "$COAP_CLIENT" -v 6 -b 64 -s 20 -B 25 -m get -o "$T/cc.body" "$ANN" >"$T/cc.out" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 50); do grep -aqE '^v:1 t:ACK c:2\.05 .*Observe:' "$T/cc.out" && break; sleep 0.1; done
+wait_grep "$T/cc.out" 5 -aE '^v:1 t:ACK c:2\.05 .*Observe:' || true      # expect_nonempty says
 reg=$(grep -aE '^v:1 t:ACK c:2\.05 .*Observe:' "$T/cc.out" | head -n 1 | sed -n 's/.*Observe:\([0-9]*\).*/\1/p')
 expect_nonempty "$reg" "Observe in the registration answer"
 announce small "$T/small.der"

@@ -43,8 +43,8 @@ step "first observer (cmpcoap observe) is registered"
 timeout 60 "$CMPCOAP" observe "$ANN" --count 2 --timeout 50 --verbosity 7 >"$T/obs1.out" 2>"$T/obs1.err" &
 OBS1=$!
 PIDS+=("$OBS1")
-for _ in $(seq 100); do grep -q 'registered as an observer' "$T/obs1.err" && break; sleep 0.1; done
-grep -q 'registered as an observer' "$T/obs1.err" || { cat "$T/obs1.err" >&2; fail "the first observer was not registered"; }
+wait_grep "$T/obs1.err" 10 'registered as an observer' ||
+        { cat "$T/obs1.err" >&2; fail "the first observer was not registered"; }
 
 step "second observer from the same address: 2.05 without Observe (limit 1 per peer)"
 COAP_WAIT=5 coap_req second -s 3 -m get "$ANN"
@@ -56,7 +56,7 @@ step "another address is registered meanwhile"
 "$COAP_CLIENT" -v 6 -a 127.0.0.2 -s 30 -B 35 -m get -o "$T/other.body" "$ANN" >"$T/other.out" 2>&1 &
 OTHER=$!
 PIDS+=("$OTHER")
-for _ in $(seq 50); do grep -aqE '^v:1 t:[A-Z]+ c:2\.05 ' "$T/other.out" && break; sleep 0.1; done
+wait_grep "$T/other.out" 5 -aE '^v:1 t:[A-Z]+ c:2\.05 ' || true     # observed_answer says
 observed_answer other || { grep -a '^v:1' "$T/other.out" | cut -c1-160 >&2; fail "127.0.0.2 was not registered"; }
 
 step "a third address past max_observers (2): 2.05 without Observe"
@@ -72,8 +72,7 @@ rc=0
 wait "$OBS1" || rc=$?
 ((rc == 0)) || { cat "$T/obs1.err" >&2; fail "first observer exited $rc"; }
 grep -q 'announcement 2: crlann' "$T/obs1.out" || fail "the first observer did not print the second announcement"
-for _ in $(seq 50); do (($(grep -acE '^v:1 t:[A-Z]+ c:2\.05 ' "$T/other.out") >= 2)) && break; sleep 0.1; done
-(($(grep -acE '^v:1 t:[A-Z]+ c:2\.05 ' "$T/other.out") >= 2)) || fail "127.0.0.2 got no notification"
+wait_grep_count "$T/other.out" 5 2 -aE '^v:1 t:[A-Z]+ c:2\.05 ' || fail "127.0.0.2 got no notification"
 kill "$OTHER" 2>/dev/null || true
 ctl stats1 --json stats
 expect_rc stats1 0
@@ -85,7 +84,7 @@ step "a new observer from the same peer is registered again"
 "$COAP_CLIENT" -v 6 -s 30 -B 35 -m get -o "$T/third.body" "$ANN" >"$T/third.out" 2>&1 &
 THIRD=$!
 PIDS+=("$THIRD")
-for _ in $(seq 50); do grep -aqE '^v:1 t:[A-Z]+ c:2\.05 ' "$T/third.out" && break; sleep 0.1; done
+wait_grep "$T/third.out" 5 -aE '^v:1 t:[A-Z]+ c:2\.05 ' || true     # observed_answer says
 observed_answer third || { grep -a '^v:1' "$T/third.out" | cut -c1-160 >&2; fail "after the first observer left, a new one was not registered"; }
 
 step "an observer killed without cancelling is dropped at the next Confirmable notification"

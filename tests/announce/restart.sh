@@ -40,8 +40,7 @@ step "restart cmpgwd"
 stop_gw
 start_ann_gw "$T/gw.json"
 regs=$(grep -c 'registered as an observer' "$T/obs.err" || true)
-for _ in $(seq 100); do (($(grep -c 'registered as an observer' "$T/obs.err") > regs)) && break; sleep 0.1; done
-(($(grep -c 'registered as an observer' "$T/obs.err") > regs)) ||
+wait_grep_count "$T/obs.err" 10 $((regs + 1)) 'registered as an observer' ||
         { cat "$T/obs.err" >&2; fail "cmpcoap observe did not register again at the restarted gateway within 10 s"; }
 ctl after announcements
 expect_rc after 0

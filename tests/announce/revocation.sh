@@ -24,8 +24,7 @@ start_monitor
 # the same signals as an operator sees them: cmpgwctl monitor without --json
 "$CMPGWCTL" monitor >"$T/monitor.txt" 2>"$T/monitor-text.err" &
 PIDS+=("$!")
-for _ in $(seq 100); do grep -q '^Monitoring' "$T/monitor-text.err" && break; sleep 0.05; done
-grep -q '^Monitoring' "$T/monitor-text.err" || fail "cmpgwctl monitor did not subscribe: $(cat "$T/monitor-text.err")"
+wait_grep "$T/monitor-text.err" 5 '^Monitoring' || fail "cmpgwctl monitor did not subscribe: $(cat "$T/monitor-text.err")"
 EE_SERIAL=$(cert_serial "$PKI/ee.pem")          # 3001
 
 step "enrol a device through the gateway (the CA issues ee.pem)"

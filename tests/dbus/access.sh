@@ -91,7 +91,7 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups \
         "$CMPGWD" --config "$T/nobody/gw.json" >"$T/gw-nobody.log" 2>&1 &
 NB_PID=$!
 PIDS+=("$NB_PID")
-for _ in $(seq 100); do grep -q 'cannot own' "$T/gw-nobody.log" && break; sleep 0.05; done
+wait_grep "$T/gw-nobody.log" 5 'cannot own' || true      # expect_contains says
 expect_contains "$(cat "$T/gw-nobody.log")" \
         "cannot own org.cmpgw.Gateway1 on the system bus: " "cmpgwd as nobody"
 expect_contains "$(cat "$T/gw-nobody.log")" "(install dbus/org.cmpgw.Gateway1.conf" "cmpgwd as nobody"

@@ -87,8 +87,7 @@ sed "s/127.0.0.1:$GW_PORT/127.0.0.1:$GW2_PORT/" "$T/gw.json" >"$T/gw2.json"
 "$CMPGWD" --config "$T/gw2.json" >"$T/gw2.log" 2>&1 &
 GW2_PID=$!
 PIDS+=("$GW2_PID")
-for _ in $(seq 100); do grep -q 'cannot own' "$T/gw2.log" && break; sleep 0.05; done
-grep -q "cannot own org.cmpgw.Gateway1 on the system bus: another process owns it" "$T/gw2.log" ||
+wait_grep "$T/gw2.log" 5 -F "cannot own org.cmpgw.Gateway1 on the system bus: another process owns it" ||
         fail "second cmpgwd: no clear message: $(cat "$T/gw2.log")"
 stop_pid "$GW2_PID"
 name_has_owner || fail "the first cmpgwd lost the name"

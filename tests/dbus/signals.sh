@@ -51,7 +51,7 @@ assert j[0]["state"] == "renewal-due", j
 assert j[0]["serial"] == a[0], j' "$S"
 
 step "PropertiesChanged for DeviceCount and TransactionsInFlight"
-for _ in $(seq 50); do grep -q '"DeviceCount"' "$T/props.log" && break; sleep 0.1; done
+wait_grep "$T/props.log" 5 '"DeviceCount"' || true       # the check below says
 grep -A2 '"DeviceCount"' "$T/props.log" | grep 'uint64 1' >/dev/null ||
         { cat "$T/props.log" >&2; fail "no PropertiesChanged with DeviceCount 1 after the first enrolment"; }
 grep -q '"TransactionsInFlight"' "$T/props.log" ||

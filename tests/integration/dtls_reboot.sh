@@ -74,14 +74,7 @@ kill_node() {
 }
 
 # wait_log TEXT: until cmpgwd's log has TEXT (5 s)
-wait_log() {
-        local i
-        for i in $(seq 50); do
-                grep -qF -- "$1" "$T/gw.log" && return 0
-                sleep 0.1
-        done
-        fail "cmpgwd did not log '$1'"
-}
+wait_log() { wait_grep "$T/gw.log" 5 -F -- "$1" || fail "cmpgwd did not log '$1'"; }
 
 # coap_pdu ARGS: a CoAP message on stdout (python3 coap_pdu.py-style, inline):
 # CON, MID $1, method $2 (1 GET, 2 POST), path $3, optional body file $4 (ct 259)

@@ -177,6 +177,32 @@ wait_tcp() {
         fail "nothing listens on TCP $port after $secs s"
 }
 
+# wait_grep FILE SECS GREP_ARGS...: until `grep GREP_ARGS FILE` finds a
+# line, looking every 0.1 s for SECS seconds; status 1 when it never does,
+# and the caller says what was missing:
+#   wait_grep "$T/gw.log" 5 -F 'reloaded' || fail "no reload logged"
+wait_grep() {
+        local file=$1 secs=$2 i
+        shift 2
+        for ((i = 0; i < secs * 10; i++)); do
+                grep -q "$@" "$file" 2>/dev/null && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
+# wait_grep_count FILE SECS N GREP_ARGS...: the same, until N lines match
+wait_grep_count() {
+        local file=$1 secs=$2 n=$3 i c
+        shift 3
+        for ((i = 0; i < secs * 10; i++)); do
+                c=$(grep -c "$@" "$file" 2>/dev/null) || true
+                ((${c:-0} >= n)) && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
 # ---------------------------------------------------------------- PKI and CA
 
 # make_pki [DIR]: the test PKI (tests/pki/mkpki.sh) in DIR (default $PKI).
