@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <coap3/coap.h>
+#include <openssl/asn1.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -518,6 +519,40 @@ static void answer_too_large(struct coap_server *s, coap_pdu_t *response, size_t
         coap_pdu_set_code(response, COAP_CODE(413));
         /* RFC 7959 §4: Size1 in a 4.13 tells the largest body the server takes */
         add_uint_option(response, COAP_OPTION_SIZE1, (unsigned) max);
+        coap_add_data(response, strlen(diag), (const uint8_t *) diag);
+}
+
+/* A request in one datagram that libcoap cut: it reads COAP_RXBUFFER_SIZE
+ * bytes of a datagram and drops the rest unseen (recvmsg() without
+ * MSG_TRUNC). The PDU's token, options and payload lie in one buffer
+ * behind its 4-byte header, so what was read is known; a body that filled
+ * it and whose DER says more is coming was cut. */
+static bool datagram_was_cut(const coap_pdu_t *request, const uint8_t *data, size_t len) {
+        coap_bin_const_t token = coap_pdu_get_token(request);
+        const unsigned char *p = data;
+        long declared;
+        int tag, class;
+
+        if (!data || !token.s || 4 + (size_t) (data + len - token.s) < COAP_RXBUFFER_SIZE)
+                return false;
+        /* 0x80: an error, here a length beyond what arrived (ASN1_R_TOO_LONG) */
+        return (ASN1_get_object(&p, &declared, &tag, &class, (long) len) & 0x80) &&
+               declared > (long) len - (long) (p - data);
+}
+
+/* RFC 9482 §2.4: a message too large for a datagram goes block-wise. The
+ * 4.13 carries Size1 (RFC 7252 §5.9.2.9) and a Block1 with the block size
+ * to use (RFC 7959 §2.9.3). */
+static void answer_cut_datagram(struct coap_server *s, coap_session_t *session, coap_pdu_t *response) {
+        char diag[128];
+        unsigned szx = coap_block_szx(session, NULL, s->manager->config->block_size);
+
+        ERR_clear_error();
+        snprintf(diag, sizeof diag, "a request in one datagram holds at most %d bytes here: send it block-wise "
+                 "(RFC 9482, section 2.4)", COAP_RXBUFFER_SIZE);
+        coap_pdu_set_code(response, COAP_CODE(413));
+        add_uint_option(response, COAP_OPTION_BLOCK1, szx);
+        add_uint_option(response, COAP_OPTION_SIZE1, (unsigned) s->manager->config->max_message_size);
         coap_add_data(response, strlen(diag), (const uint8_t *) diag);
 }
 
@@ -1115,6 +1150,8 @@ static void handle_cmp_post(coap_resource_t *resource, coap_session_t *session,
         /* RFC 7959 §2.3: every block but the last fills the block size */
         if (b1.more && len != b1.size)
                 return answer_error(response, 400, -1, "a Block1 block with more to come must fill its block size");
+        if (!b1.present && datagram_was_cut(request, data, len))
+                return answer_cut_datagram(s, session, response);
         offset = b1.offset;
         size1 = size1_of(request);
         /* RFC 9482 §4: refuse a body over the limit before buffering it */
@@ -1995,16 +2032,28 @@ static void session_release(coap_session_t *session, void *userdata) {
         coap_io_prepare_epoll(s->ctx, now);
 }
 
+/* The PDU size libcoap parses a session's datagrams into. Over UDP, all
+ * libcoap 4.3.1 reads of a datagram (COAP_RXBUFFER_SIZE), so that a request
+ * in one datagram larger than our blocks still reaches handle_post() (RFC
+ * 9482 §2.4 asks for block-wise, but a node with a larger MTU may not use
+ * it; a datagram libcoap cut is answered 4.13 there). Over DTLS the block
+ * size and room for the options: the DTLS MTU follows it, and handshake
+ * flights must not outgrow a constrained network's datagrams. Our own
+ * blocks are cut to coap.block_size either way (coap_block_szx). */
+static unsigned session_mtu(const struct coap_server *s, const coap_session_t *session) {
+        if (coap_session_get_proto(session) == COAP_PROTO_UDP)
+                return COAP_RXBUFFER_SIZE;
+        return (unsigned) s->manager->config->block_size + BLOCK_OVERHEAD;
+}
+
 static int event_handler(coap_session_t *session, const coap_event_t event) {
         struct coap_server *s = server_of(session);
 
         if (!s || s->freeing)
                 return 0;       /* what cmpgwd held of the sessions is gone already */
 
-        /* RFC 9482 §2.4, §4: the largest block that fits the datagram, at most
-         * coap.block_size: libcoap derives the block size from the PDU size */
         if (event == COAP_EVENT_SERVER_SESSION_NEW)
-                coap_session_set_mtu(session, (unsigned) s->manager->config->block_size + BLOCK_OVERHEAD);
+                coap_session_set_mtu(session, session_mtu(s, session));
         if (event == COAP_EVENT_DTLS_CONNECTED || event == COAP_EVENT_DTLS_ERROR)
                 log_dtls_event(session, event);
         if (event == COAP_EVENT_DTLS_CONNECTED)
