@@ -41,11 +41,7 @@ static int host_matches(const char *host, const coap_address_t *local) {
         return 0;
 }
 
-/* The listener a request came in on, by the session's local address and
- * port (a wildcard listener takes what no listener names exactly). NULL
- * when none matches: a reload changed the listeners, whose sockets change
- * only on restart. */
-static const struct cmpgw_listen *listener_of(const struct cmpgw_config *c, coap_session_t *session) {
+const struct cmpgw_listen *admission_listener(const struct cmpgw_config *c, coap_session_t *session) {
         const struct cmpgw_listen *wildcard = NULL;
         const coap_address_t *local;
         enum cmpgw_scheme scheme;
@@ -195,15 +191,33 @@ static void log_refusal(Manager *m, const struct request *r, int code, const cha
                            cmp_body_name(r->info.body), coap_code_text(code, text), why);
 }
 
+/* A listener's "required" client certificate, per request: its handshakes
+ * ask for one (coap_server.c dtls_tls_setup), but a session opened before a
+ * reload made it required, or while the running credentials were kept,
+ * may have none. A PSK session needs none. */
+static int check_client_cert(const struct cmpgw_listen *l, const struct request *r, char *why, size_t size) {
+        if (!l || l->client_certificate != CLIENT_CERT_REQUIRED || l->scheme != SCHEME_COAPS ||
+            r->psk_identity[0] || r->client_subject[0])
+                return 0;
+        snprintf(why, size, "not admitted: listener %s has client_certificate required; authenticate with a "
+                 "DTLS client certificate", l->uri);
+        return 401;
+}
+
 int admission_check(Manager *m, const struct request *r, char *why, size_t why_size) {
         const struct cmpgw_config *c = m->config;
-        const struct cmpgw_listen *l = listener_of(c, r->session);
+        const struct cmpgw_listen *l = admission_listener(c, r->session);
         enum cmpgw_admission policy = policy_of(c, l, r->path.label);
         bool dtls_identity = r->psk_identity[0] || r->client_subject[0];
         bool bound = dtls_identity && !(l && config_listen_is_relay(l, r->psk_identity, r->client_subject));
         struct cmp_protector p;
         int code = 0;
 
+        if ((code = check_client_cert(l, r, why, why_size)) != 0) {
+                m->stats.refused_admission++;
+                log_refusal(m, r, code, why);
+                return code;
+        }
         if (policy == ADMISSION_OPEN && !bound)
                 return 0;       /* the common case costs no decoding */
         if (cmp_protector_get(r->body, r->body_len, &p) < 0) {

@@ -25,7 +25,16 @@
 #include "registry.h"
 
 typedef struct Manager Manager;
+typedef struct coap_session_t coap_session_t;
+struct cmpgw_config;
+struct cmpgw_listen;
 struct request;
+
+/* The listener a session came in on, by its local address and port (a
+ * wildcard listener takes what no listener names exactly). NULL when none
+ * matches: a reload changed the listeners, whose sockets change only on
+ * restart. */
+const struct cmpgw_listen *admission_listener(const struct cmpgw_config *c, coap_session_t *session);
 
 /* 0 when admitted; else the CoAP code to answer (401, 403, or 500 when the
  * registry cannot be asked) with a diagnostic in why. */

@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "admission.h"
 #include "announce.h"
 #include "cmp_path.h"
 #include "coap_blocks.h"
@@ -112,21 +113,24 @@ static void peer_name(coap_session_t *session, char *buf, size_t size) {
 /* ---- coaps: DTLS credentials (RFC 9482 §2.2, RFC 7252 §9.1) ----------
  *
  * libcoap keeps one set of DTLS credentials per context, so every coaps
- * listener must name the same ones. PSK identities are looked up in our own
- * table (validate_id_call_back). Certificates go through libcoap's PEM
- * setup (which re-reads the files at every new handshake), plus our
- * additional_tls_setup_call_back, which sends the whole chain of the
- * certificate file, verifies client certificates against our own store of
- * client_ca trust anchors, and makes a client certificate optional or
- * required. Everything but switching PSK or certificates on or off reloads
- * on SIGHUP (coap_server_apply_config). */
+ * listener must name the same psk_file, certificate, private_key and
+ * client_ca; client_certificate may differ. The context is set up for the
+ * most permissive listener (context_client_cert). PSK identities are
+ * looked up in our own table (validate_id_call_back). Certificates go
+ * through libcoap's PEM setup (which re-reads the files at every new
+ * handshake), plus our additional_tls_setup_call_back, which sends the
+ * whole chain of the certificate file, verifies client certificates
+ * against our own store of client_ca trust anchors, and asks for no client
+ * certificate, an optional or a required one as the handshake's listener
+ * says. Everything but switching PSK or certificates on or off reloads on
+ * SIGHUP (coap_server_apply_config). */
 
 #define DTLS_MAX_HANDSHAKES 128         /* sessions in handshake at once */
 #define DTLS_SESSION_TIMEOUT 600        /* s an idle session (DTLS association) is kept */
 
 struct dtls_creds {
         char *psk_file, *certificate, *private_key, *client_ca;
-        enum cmpgw_client_cert client_certificate;
+        enum cmpgw_client_cert client_certificate;      /* the context's: context_client_cert() */
         struct psk_entry *psk;          /* sorted by identity */
         size_t n_psk;
         X509_STORE *client_store;
@@ -271,8 +275,25 @@ static char *strdup_or_null(const char *s, int *r) {
         return d;
 }
 
-/* Reads every credential file of listener l (named where). */
-static int dtls_creds_load(const char *where, const struct cmpgw_listen *l, struct dtls_creds **ret) {
+/* What the context asks of clients: a certificate required when every coaps
+ * listener requires one, none when no listener asks for one, else optional
+ * (dtls_tls_setup then asks each handshake for what its listener says). */
+static enum cmpgw_client_cert context_client_cert(const struct cmpgw_config *c) {
+        bool required = true, none = true;
+
+        for (size_t i = 0; i < c->n_listen; i++) {
+                if (c->listen[i].scheme != SCHEME_COAPS)
+                        continue;
+                required = required && c->listen[i].client_certificate == CLIENT_CERT_REQUIRED;
+                none = none && c->listen[i].client_certificate == CLIENT_CERT_NONE;
+        }
+        return required ? CLIENT_CERT_REQUIRED : none ? CLIENT_CERT_NONE : CLIENT_CERT_OPTIONAL;
+}
+
+/* Reads every credential file of listener l (named where), for a context
+ * that asks client_certificate of clients. */
+static int dtls_creds_load(const char *where, const struct cmpgw_listen *l, enum cmpgw_client_cert client_certificate,
+                           struct dtls_creds **ret) {
         struct dtls_creds *d = calloc(1, sizeof *d);
         char key[96];
         int r = 0;
@@ -283,7 +304,7 @@ static int dtls_creds_load(const char *where, const struct cmpgw_listen *l, stru
         d->certificate = strdup_or_null(l->certificate, &r);
         d->private_key = strdup_or_null(l->private_key, &r);
         d->client_ca = strdup_or_null(l->client_ca, &r);
-        d->client_certificate = l->client_certificate;
+        d->client_certificate = client_certificate;
         if (r == 0 && d->psk_file) {
                 snprintf(key, sizeof key, "%s.psk_file", where);
                 r = psk_file_load(key, d->psk_file, &d->psk, &d->n_psk);
@@ -306,10 +327,26 @@ static bool str_eq(const char *a, const char *b) {
         return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* client_certificate may differ: the context asks for the most permissive */
 static bool same_creds(const struct cmpgw_listen *a, const struct cmpgw_listen *b) {
         return str_eq(a->psk_file, b->psk_file) && str_eq(a->certificate, b->certificate) &&
-               str_eq(a->private_key, b->private_key) && str_eq(a->client_ca, b->client_ca) &&
-               a->client_certificate == b->client_certificate;
+               str_eq(a->private_key, b->private_key) && str_eq(a->client_ca, b->client_ca);
+}
+
+static void log_not_same_creds(const char *where, const char *first_uri) {
+        log_error("%s: every coaps:// listener must name the same psk_file, certificate, private_key and "
+                  "client_ca as %s (libcoap keeps one set per context; only client_certificate may differ)",
+                  where, first_uri);
+}
+
+/* What the listener of a handshake asks of the client. libcoap makes the
+ * SSL's app data its session (coap_openssl.c); a session that matches no
+ * listener (a reload changed them) gets what the context asks. */
+static enum cmpgw_client_cert handshake_client_cert(const struct coap_server *s, SSL *ssl) {
+        coap_session_t *session = SSL_get_app_data(ssl);
+        const struct cmpgw_listen *l = session ? admission_listener(s->dtls_config, session) : NULL;
+
+        return l ? l->client_certificate : s->dtls->client_certificate;
 }
 
 /* additional_tls_setup_call_back, for every handshake. libcoap sets a
@@ -320,6 +357,7 @@ static int dtls_tls_setup(void *tls_session, coap_dtls_pki_t *setup_data) {
         SSL_verify_cb verify = SSL_get_verify_callback(ssl);
         struct dtls_creds *d = s ? s->dtls : NULL;
         STACK_OF(X509_NAME) *names;
+        enum cmpgw_client_cert wanted;
         int mode;
 
         dtls_no_resumption(ssl);        /* before OpenSSL looks at an offered session */
@@ -328,8 +366,12 @@ static int dtls_tls_setup(void *tls_session, coap_dtls_pki_t *setup_data) {
         /* libcoap sends the leaf only; send the chain of the file too */
         if (d->certificate && SSL_use_certificate_chain_file(ssl, d->certificate) != 1)
                 log_openssl(LOG_LVL_WARNING, "coaps: cannot load the chain of %s; sending the leaf only", d->certificate);
-        if (d->client_certificate == CLIENT_CERT_NONE || !d->client_store)
+        wanted = handshake_client_cert(s, ssl);
+        if (wanted == CLIENT_CERT_NONE || !d->client_store) {
+                /* no CertificateRequest: a client cannot send one (RFC 5246 §7.4.6) */
+                SSL_set_verify(ssl, SSL_VERIFY_NONE, verify);
                 return 1;
+        }
         if (!SSL_set1_verify_cert_store(ssl, d->client_store))
                 return 0;
         names = SSL_dup_CA_list(d->client_names);
@@ -337,7 +379,7 @@ static int dtls_tls_setup(void *tls_session, coap_dtls_pki_t *setup_data) {
                 return 0;
         SSL_set_client_CA_list(ssl, names);
         mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
-        if (d->client_certificate == CLIENT_CERT_REQUIRED)
+        if (wanted == CLIENT_CERT_REQUIRED)
                 mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         SSL_set_verify(ssl, mode, verify);
         return 1;
@@ -359,8 +401,9 @@ static int dtls_set_pki(struct coap_server *s, struct dtls_creds *d) {
         return coap_context_set_pki(s->ctx, &pki) ? 0 : -EIO;
 }
 
-/* The first coaps listener sets the context's credentials; later ones must
- * name the same. */
+/* The first coaps listener sets the context's credentials (asking clients
+ * what all of s->dtls_config's coaps listeners need); later ones must name
+ * the same. */
 static int dtls_setup(struct coap_server *s, const struct cmpgw_listen *l, const char *where) {
         struct dtls_creds *d;
         int r;
@@ -368,16 +411,14 @@ static int dtls_setup(struct coap_server *s, const struct cmpgw_listen *l, const
         if (s->dtls_listen) {
                 if (same_creds(s->dtls_listen, l))
                         return 0;
-                log_error("%s: every coaps:// listener must name the same psk_file, certificate, private_key, "
-                          "client_ca and client_certificate as %s (libcoap keeps one set per context)",
-                          where, s->dtls_listen->uri);
+                log_not_same_creds(where, s->dtls_listen->uri);
                 return -EINVAL;
         }
         if (!coap_dtls_is_supported()) {
                 log_error("%s: this libcoap has no DTLS support; install the OpenSSL flavour (libcoap-3-openssl)", where);
                 return -EOPNOTSUPP;
         }
-        if ((r = dtls_creds_load(where, l, &d)) < 0)
+        if ((r = dtls_creds_load(where, l, context_client_cert(s->dtls_config), &d)) < 0)
                 return r;
         s->dtls = d;
         s->dtls_listen = l;
@@ -430,8 +471,10 @@ static int dtls_reload(struct coap_server *s, const struct cmpgw_config *c) {
         snprintf(where, sizeof where, "listen[%zu]", i - 1);
         for (; i < c->n_listen; i++)
                 if (c->listen[i].scheme == SCHEME_COAPS && !same_creds(l, &c->listen[i])) {
-                        log_error("listen[%zu]: every coaps:// listener must name the same credentials as %s",
-                                  i, l->uri);
+                        char other[32];
+
+                        snprintf(other, sizeof other, "listen[%zu]", i);
+                        log_not_same_creds(other, l->uri);
                         return -EINVAL;
                 }
         if (!!l->psk_file != !!old->psk_file || !!l->certificate != !!old->certificate) {
@@ -439,7 +482,7 @@ static int dtls_reload(struct coap_server *s, const struct cmpgw_config *c) {
                             "after a restart; keeping the running DTLS credentials", where);
                 return 0;
         }
-        if ((r = dtls_creds_load(where, l, &d)) < 0)
+        if ((r = dtls_creds_load(where, l, context_client_cert(c), &d)) < 0)
                 return r;
         if (d->certificate && (r = dtls_set_pki(s, d)) < 0) {
                 log_error("%s: libcoap refused the certificate setup", where);
@@ -486,6 +529,18 @@ static void peer_identity(coap_session_t *session, char *psk_identity, size_t ps
                 BIO_free(b);
                 X509_free(cert);
         }
+}
+
+/* The DTLS identity of a request. A listener with client_certificate
+ * "none" takes none from a client certificate: such a session was opened
+ * before a reload turned the listener's certificates off (its handshakes
+ * ask for none, dtls_tls_setup). */
+static void request_identity(struct coap_server *s, coap_session_t *session, struct request *r) {
+        const struct cmpgw_listen *l = admission_listener(s->manager->config, session);
+
+        peer_identity(session, r->psk_identity, sizeof r->psk_identity, r->client_subject, sizeof r->client_subject);
+        if (l && l->client_certificate == CLIENT_CERT_NONE)
+                r->client_subject[0] = '\0';
 }
 
 /* ---- answering ------------------------------------------------------- */
@@ -1068,7 +1123,7 @@ static void start_request(struct coap_server *s, coap_resource_t *resource, coap
         r->mid = coap_pdu_get_mid(request);
         r->session = coap_session_reference(session);
         peer_name(session, r->peer, sizeof r->peer);
-        peer_identity(session, r->psk_identity, sizeof r->psk_identity, r->client_subject, sizeof r->client_subject);
+        request_identity(s, session, r);
         request_start(r);
         if (r->answered) {      /* answer at hand: piggybacked (RFC 9482 §2.3) */
                 answer_request(s, session, request, response, r);

@@ -16,8 +16,21 @@
 #   (e) the DTLS binding holds on an open listener too: a MAC senderKID
 #       other than the PSK identity, or a signature by another certificate
 #       than the DTLS client certificate, is 4.03, logged, never at the CA
-#   (f) two coaps listeners with different credentials: cmpgwd refuses to
-#       start, naming the listener (libcoap keeps one set per context)
+#   (f) two coaps listeners with different certificates or client_ca:
+#       cmpgwd refuses to start, naming the listener (libcoap keeps one set
+#       per context); client_certificate may differ
+#   (g) client_certificate per listener: next to an "optional" listener, a
+#       "required" one still fails a handshake without a client certificate
+#       (cmpcoap, coap-client; nothing reaches the CA) and serves one with
+#       it; the "optional" one serves both
+#   (h) next to an "optional" listener a "none" one asks for no client
+#       certificate: a node offering one not anchored by client_ca is
+#       served, and a cr signed by another than the DTLS certificate is not
+#       bound to it (served, no client_subject recorded), where the
+#       "optional" listener refuses both
+#   (i) a "required" listener whose handshakes could not ask for a
+#       certificate (a reload that keeps the running credentials) refuses
+#       each request without one: 4.01, logged, nothing at the CA
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -79,12 +92,14 @@ got_cert() {
         cert_eq "$2" "$P/ee.pem" || fail "$1: $2 is not the CA's certificate"
         log "ok: $1 got $(openssl x509 -in "$2" -noout -subject | tr '\n' ' ')"
 }
-# discover NAME ARGS...: coap-client GET /.well-known/core over coaps; output in $T/NAME.out
-discover() {
-        local name=$1
-        shift
-        timeout 30 "$COAP_CLIENT" -B 3 "$@" -m get "$DTLS_URI/.well-known/core" >"$T/$name.out" 2>&1 || true
+# discover_at NAME URI ARGS...: coap-client GET URI/.well-known/core over
+# coaps; output in $T/NAME.out
+discover_at() {
+        local name=$1 uri=$2
+        shift 2
+        timeout 30 "$COAP_CLIENT" -B 3 "$@" -m get "$uri/.well-known/core" >"$T/$name.out" 2>&1 || true
 }
+discover() { discover_at "$1" "$DTLS_URI" "${@:2}"; }
 # registry_ids: "psk_identity|client_subject" of the devices the gateway saw
 registry_ids() {
         sqlite3 "$T/registry.db" "SELECT coalesce(psk_identity, '') || '|' || coalesce(client_subject, '') FROM devices ORDER BY id"
@@ -251,21 +266,114 @@ log "ok: without a certificate refused, with one served"
 gw_alive
 stop_gw
 
-step "(f) two coaps listeners with different credentials: cmpgwd refuses to start"
-coaps_config "$T/gw-two.json" "{\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$P/chain.pem\", \"client_certificate\": \"required\"}"
-/usr/bin/python3 - "$T/gw-two.json" "coaps://127.0.0.1:$(free_port udp)" <<'PY'
+# two_coaps_config FILE EXTRA_A URI_B EXTRA_B: coaps_config FILE EXTRA_A
+# (listen[1] on DTLS_URI), and listen[2] on URI_B alike but for EXTRA_B
+two_coaps_config() {
+        coaps_config "$1" "$2"
+        /usr/bin/python3 - "$1" "$3" "$4" <<'PY'
 import json, sys
-f, uri = sys.argv[1:]
+f, uri, extra = sys.argv[1:]
 c = json.load(open(f))
-l = dict(c["listen"][1], uri=uri, client_certificate="optional")
-c["listen"].append(l)
+c["listen"].append(dict(c["listen"][1], uri=uri, **json.loads(extra)))
 json.dump(c, open(f, "w"), indent=2)
 PY
-rc=0
-timeout 10 "$CMPGWD" --config "$T/gw-two.json" >"$T/start-two.log" 2>&1 || rc=$?
-((rc != 0 && rc < 124)) || fail "cmpgwd started (or hung, exit $rc) with two coaps listeners of different credentials"
-expect_contains "$(cat "$T/start-two.log")" "listen[2]: every coaps:// listener must name the same psk_file, certificate" "start-up error"
-log "ok: refused (exit $rc)"
+}
+CERTS="\"certificate\": \"$P/gw-dtls-chain.pem\", \"private_key\": \"$P/gw-dtls.key\", \"client_ca\": \"$P/chain.pem\""
+B_URI=coaps://127.0.0.1:$(free_port udp)
+
+step "(f) two coaps listeners with different client_ca or certificates: cmpgwd refuses to start"
+for other in "\"client_ca\": \"$P/srv.pem\"" "\"certificate\": \"$T/rotated.pem\", \"private_key\": \"$T/rotated.key\""; do
+        two_coaps_config "$T/gw-two.json" "{$CERTS}" "$B_URI" "{$other}"
+        rc=0
+        timeout 10 "$CMPGWD" --config "$T/gw-two.json" >"$T/start-two.log" 2>&1 || rc=$?
+        ((rc != 0 && rc < 124)) || fail "cmpgwd started (or hung, exit $rc) with two coaps listeners differing in $other"
+        expect_contains "$(cat "$T/start-two.log")" \
+                "listen[2]: every coaps:// listener must name the same psk_file, certificate, private_key and client_ca as $DTLS_URI" \
+                "start-up error"
+        expect_contains "$(cat "$T/start-two.log")" "only client_certificate may differ" "start-up error"
+        log "ok: refused (exit $rc) with $other"
+done
+
+step "(g) client_certificate per listener: \"required\" next to \"optional\""
+two_coaps_config "$T/gw-req-opt.json" "{$CERTS, \"client_certificate\": \"required\"}" "$B_URI" \
+        '{"client_certificate": "optional"}'
+start_gw "$T/gw-req-opt.json"
+grep -qF "listening on $DTLS_URI (DTLS: PSK, certificate, client certificate required)" "$T/gw.log" ||
+        fail "the start-up log does not name listen[1]'s own client_certificate"
+grep -qF "listening on $B_URI (DTLS: PSK, certificate, client certificate optional)" "$T/gw.log" ||
+        fail "the start-up log does not name listen[2]'s own client_certificate"
+before=$(ca_requests)
+must_fail genm-a-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}" --timeout 30
+expect_contains "$(cat "$T/genm-a-nocert.log")" "DTLS handshake with 127.0.0.1:$DTLS_PORT failed" \
+        "required listener, no certificate"
+discover a-nocert -R "$P/trusted.pem"
+if grep -q 'ct=259' "$T/a-nocert.out"; then fail "the required listener served coap-client without a certificate"; fi
+expect_eq "$(ca_requests)" "$before" "requests from clients without a certificate that reached the CA"
+must_pass genm-b-nocert genm --server "$B_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}"
+discover_at b-nocert "$B_URI" -R "$P/trusted.pem"
+grep -q 'ct=259' "$T/b-nocert.out" || { cat "$T/b-nocert.out" >&2; fail "the optional listener refused coap-client without a certificate"; }
+must_pass genm-a-cert genm --server "$DTLS_URI" "${TLS[@]}" "${MAC[@]}"
+discover a-cert -R "$P/trusted.pem" -c "$P/client-dtls.pem" -j "$P/client-dtls.key"
+grep -q 'ct=259' "$T/a-cert.out" || { cat "$T/a-cert.out" >&2; fail "the required listener refused coap-client with a certificate"; }
+must_pass genm-a-psk genm --server "$DTLS_URI" --psk-identity node-psk --psk-key "file:$T/psk.key" \
+        --ref node-psk --secret "$CA_SECRET"
+log "ok: required refuses a handshake without a certificate, optional serves it, both serve one with it and PSK"
+gw_alive
+stop_gw
+
+step "(h) client_certificate \"none\" next to \"optional\": a client certificate is not asked for there"
+two_coaps_config "$T/gw-none-opt.json" "{$CERTS, \"client_certificate\": \"none\"}" "$B_URI" \
+        '{"client_certificate": "optional"}'
+start_gw "$T/gw-none-opt.json"
+grep -qF "listening on $DTLS_URI (DTLS: PSK, certificate, no client certificates)" "$T/gw.log" ||
+        fail "the start-up log does not name listen[1]'s own client_certificate"
+SELF=(--tls-cert "$T/rotated.pem" --tls-key "$T/rotated.key" --tls-trusted "$P/trusted.pem")
+must_pass genm-none-self genm --server "$DTLS_URI" "${SELF[@]}" "${MAC[@]}"
+must_fail genm-opt-self genm --server "$B_URI" "${SELF[@]}" "${MAC[@]}" --timeout 30
+expect_contains "$(cat "$T/genm-opt-self.log")" "DTLS handshake with ${B_URI#coaps://} failed" \
+        "optional listener, a certificate client_ca does not anchor"
+must_pass cr-none cr --server "$DTLS_URI" "${TLS[@]}" --cert "$P/client.pem" --key "$P/client.key" \
+        --trusted "$P/trusted.pem" --extracerts "$P/chain.pem" --newkey "$P/ee.key" --subject /CN=node-none \
+        --certout "$T/cr-none.pem"
+got_cert cr-none "$T/cr-none.pem"
+# the mock CA issues ee.pem whatever is asked: its device is the cr's
+seen=$(sqlite3 "$T/registry.db" "SELECT coalesce(sender, '') || '|' || coalesce(client_subject, '') FROM devices WHERE subject = 'CN=ee,O=cmpgw test'")
+expect_eq "$seen" "CN=client,O=cmpgw test|" "registry sender|client_subject after the cr on the \"none\" listener"
+mismatch cr-opt-mismatch "not admitted: CMP sender CN=client" \
+        cr --server "$B_URI" "${TLS[@]}" --cert "$P/client.pem" --key "$P/client.key" \
+        --trusted "$P/trusted.pem" --extracerts "$P/chain.pem" --subject /CN=node-opt
+log "ok: the none listener neither asks for nor binds a client certificate; the optional one does both"
+gw_alive
+stop_gw
+
+step "(i) a \"required\" listener refuses requests of sessions without a client certificate: 4.01"
+# both "none" at start: the context loads no client_ca; the reload makes
+# listen[1] "required" but turns PSK off, so the running credentials stay
+two_coaps_config "$T/gw-none-none.json" "{$CERTS, \"client_certificate\": \"none\"}" "$B_URI" \
+        '{"client_certificate": "none"}'
+start_gw "$T/gw-none-none.json"
+two_coaps_config "$T/gw-req-kept.json" "{$CERTS, \"client_certificate\": \"required\"}" "$B_URI" \
+        '{"client_certificate": "none"}'
+/usr/bin/python3 - "$T/gw-req-kept.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+for l in c["listen"][1:]:
+    del l["psk_file"]
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+cp "$T/gw-req-kept.json" "$T/gw-none-none.json"
+reload_gw_logged 'keeping the running DTLS credentials'
+before=$(ca_requests)
+must_fail genm-kept-nocert genm --server "$DTLS_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}" --timeout 30
+diag="not admitted: listener $DTLS_URI has client_certificate required"
+expect_contains "$(cat "$T/genm-kept-nocert.log")" "server answered 4.01" "required listener, session without a certificate"
+expect_contains "$(cat "$T/genm-kept-nocert.log")" "$diag" "required listener: diagnostic"
+grep -qF "refused with 4.01: $diag" "$T/gw.log" || fail "the 4.01 refusal is not in cmpgwd's log"
+expect_eq "$(ca_requests)" "$before" "requests without a certificate on the required listener that reached the CA"
+must_pass genm-kept-b genm --server "$B_URI" --tls-trusted "$P/trusted.pem" "${MAC[@]}"
+log "ok: 4.01 on the required listener, served on the other"
+gw_alive
+stop_gw
 
 kill -0 "$CA_PID" 2>/dev/null || fail "the mock CA died (see $T/ca.log)"
 log "PASS"
