@@ -585,14 +585,16 @@ static void answer_too_large(struct coap_server *s, coap_pdu_t *response, size_t
 static bool datagram_was_cut(const coap_pdu_t *request, const uint8_t *data, size_t len) {
         coap_bin_const_t token = coap_pdu_get_token(request);
         const unsigned char *p = data;
-        long declared;
-        int tag, class;
+        long declared = 0;
+        int tag, class, ret;
 
         if (!data || !token.s || 4 + (size_t) (data + len - token.s) < COAP_RXBUFFER_SIZE)
                 return false;
-        /* 0x80: an error, here a length beyond what arrived (ASN1_R_TOO_LONG) */
-        return (ASN1_get_object(&p, &declared, &tag, &class, (long) len) & 0x80) &&
-               declared > (long) len - (long) (p - data);
+        ERR_set_mark();
+        ret = ASN1_get_object(&p, &declared, &tag, &class, (long) len);
+        ERR_pop_to_mark();
+        /* 0x80 with a length read: it lies beyond what arrived (ASN1_R_TOO_LONG) */
+        return (ret & 0x80) && p != data && declared > (long) len - (long) (p - data);
 }
 
 /* RFC 9482 §2.4: a message too large for a datagram goes block-wise. The
@@ -602,7 +604,6 @@ static void answer_cut_datagram(struct coap_server *s, coap_session_t *session, 
         char diag[128];
         unsigned szx = coap_block_szx(session, NULL, s->manager->config->block_size);
 
-        ERR_clear_error();
         snprintf(diag, sizeof diag, "a request in one datagram holds at most %d bytes here: send it block-wise "
                  "(RFC 9482, section 2.4)", COAP_RXBUFFER_SIZE);
         coap_pdu_set_code(response, COAP_CODE(413));

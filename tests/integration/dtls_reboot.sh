@@ -103,15 +103,23 @@ sys.stdout.buffer.write(bytes(out))
 PY
 }
 
+# killed_observer PORT: coap-client observes ann over coaps (the first
+# listener) from 127.0.0.1:PORT, and is SIGKILLed once in session: no
+# close_notify, its session stays
+killed_observer() {
+        local port=$1 obs
+        "$COAP_CLIENT" -v 6 -p "$port" -u "$CA_REF" -k "$PSK_KEY" -s 60 -B 60 \
+                -m get "$DTLS_URI/.well-known/cmp/ann" >"$T/obs-$port.out" 2>&1 &
+        obs=$!
+        PIDS+=("$obs")
+        wait_log "DTLS session with 127.0.0.1:$port"
+        sleep 1
+        kill_node "$obs" "$port"
+}
+
 step "(a) a node observing ann is killed and restarts on the same port"
 NODE_A=$(free_port udp)
-"$COAP_CLIENT" -v 6 -p "$NODE_A" -u "$CA_REF" -k "$PSK_KEY" -s 60 -B 60 \
-        -m get "$DTLS_URI/.well-known/cmp/ann" >"$T/obs.out" 2>&1 &
-obs=$!
-PIDS+=("$obs")
-wait_log "DTLS session with 127.0.0.1:$NODE_A"
-sleep 1
-kill_node "$obs" "$NODE_A"
+killed_observer "$NODE_A"
 post_from reboot-a "$NODE_A"
 grep -q "127.0.0.1:$NODE_A started a new handshake on its established session" "$T/gw.log" ||
         fail "cmpgwd did not log the replaced session of 127.0.0.1:$NODE_A"
@@ -205,13 +213,7 @@ post_from closed-2 "$NODE_D"
 
 step "(e) a node killed in session with the first listener handshakes with the second from the same port"
 NODE_E=$(free_port udp)
-"$COAP_CLIENT" -v 6 -p "$NODE_E" -u "$CA_REF" -k "$PSK_KEY" -s 60 -B 60 \
-        -m get "$DTLS_URI/.well-known/cmp/ann" >"$T/obs-e.out" 2>&1 &
-obs=$!
-PIDS+=("$obs")
-wait_log "DTLS session with 127.0.0.1:$NODE_E"
-sleep 1
-kill_node "$obs" "$NODE_E"
+killed_observer "$NODE_E"
 post_from second-e "$NODE_E" "coaps://127.0.0.1:$DTLS_PORT2"
 grep -q "a ClientHello from 127.0.0.1:$NODE_E on its established session" "$T/gw.log" &&
         fail "a handshake with the second listener was taken for one on the first listener's session"
